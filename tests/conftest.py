@@ -1,0 +1,38 @@
+"""Test configuration shared by every test module.
+
+Every async test runs once per event loop, with the ids ``[asyncio]`` and
+``[uvloop]``; where uvloop is not installed its runs are skipped, so the
+gap shows in the report instead of vanishing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+import pytest
+from hypothesis import settings
+
+pytest_plugins = ["pytester"]
+
+# No deadline: this machine is small and shared, and speed is measured in
+# benchmarks/, never asserted by a test.
+settings.register_profile("aiosock", deadline=None)
+settings.load_profile("aiosock")
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+def _new_uvloop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        pytest.skip("uvloop is not installed")
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, LoopFactory]:
+    return {"asyncio": asyncio.new_event_loop, "uvloop": _new_uvloop}
