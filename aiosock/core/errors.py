@@ -1,0 +1,91 @@
+"""The errors aiosock raises, arranged by who is at fault.
+
+- :class:`RemoteProtocolError`: the peer sent something the protocol forbids
+  (an oversize frame, a stream that ends inside a frame).
+- :class:`LocalProtocolError`: this program misused the API (sent a message
+  its own codec cannot frame, fed a decoder after it failed).
+- :class:`ClosedResourceError`: the resource was closed by this program.
+- :class:`BrokenResourceError`: the network or the peer broke the resource.
+- :class:`EndOfStream`: a message stream ended cleanly. It is an error only
+  to a caller that asked for one more message, because an empty message can
+  be real and so cannot mean "end".
+
+Every class derives from :class:`AiosockError`, so one ``except`` can catch
+them all.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AiosockError",
+    "BrokenResourceError",
+    "ClosedResourceError",
+    "EndOfStream",
+    "FrameTooLarge",
+    "IncompleteFrame",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+]
+
+
+class AiosockError(Exception):
+    """Base of every error aiosock raises on purpose."""
+
+
+class RemoteProtocolError(AiosockError):
+    """The peer broke the framing or protocol; the stream cannot go on.
+
+    ``messages`` holds the complete messages that the same call decoded
+    before it met the fault, so that nothing valid is lost with the error.
+    """
+
+    def __init__(self, msg: str, *, messages: list[bytes] | None = None) -> None:
+        super().__init__(msg)
+        self.messages: list[bytes] = messages if messages is not None else []
+
+
+class FrameTooLarge(RemoteProtocolError):
+    """A frame is, or would grow, larger than the limit.
+
+    Raised as soon as the frame is known to be too large (from a length
+    header, or once a delimited frame grows past the limit), before its
+    payload is buffered. ``size`` is the announced size, or for a frame
+    whose end has not arrived the size seen so far; ``limit`` is the limit
+    that was crossed.
+    """
+
+    def __init__(
+        self, *, size: int, limit: int, messages: list[bytes] | None = None
+    ) -> None:
+        super().__init__(
+            f"frame of {size} bytes is larger than the limit of {limit} bytes",
+            messages=messages,
+        )
+        self.size = size
+        self.limit = limit
+
+
+class IncompleteFrame(RemoteProtocolError):
+    """The stream ended inside a frame; ``partial`` holds the bytes received."""
+
+    def __init__(self, partial: bytes) -> None:
+        super().__init__(
+            f"stream ended inside a frame ({len(partial)} bytes of it received)"
+        )
+        self.partial = partial
+
+
+class LocalProtocolError(AiosockError):
+    """This program used the API in a way the protocol or codec forbids."""
+
+
+class ClosedResourceError(AiosockError):
+    """The resource was closed by this program and cannot be used any more."""
+
+
+class BrokenResourceError(AiosockError):
+    """The peer or the network broke the resource; the cause is chained."""
+
+
+class EndOfStream(AiosockError):
+    """The peer ended the stream cleanly: there are no more messages."""

@@ -1,0 +1,132 @@
+"""Every resource bound in one frozen value, with the reasons for its defaults.
+
+A connection or endpoint reads its bounds from one :class:`Limits`, so
+memory and time are bounded in one visible place rather than by keyword
+arguments scattered across the API. ``None`` for a timeout or a count
+means "no bound".
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+__all__ = [
+    "DEFAULT_DATAGRAM_QUEUE",
+    "DEFAULT_HIGH_WATER",
+    "DEFAULT_LOW_WATER",
+    "DEFAULT_MAX_FRAME_SIZE",
+    "DEFAULT_READ_SIZE",
+    "Limits",
+    "OverflowPolicy",
+]
+
+# 1 MiB: the default largest message of the websockets library, a size
+# that fits most request/response payloads while a hostile peer can make
+# each connection hold no more than that.
+DEFAULT_MAX_FRAME_SIZE = 1024 * 1024
+
+# 256 KiB: what asyncio's selector transports and uvloop read per call,
+# enough to drain a loopback socket buffer in one system call.
+DEFAULT_READ_SIZE = 256 * 1024
+
+# 64 KiB / 16 KiB: asyncio's own write-buffer water marks (low = high / 4),
+# so aiosock applies backpressure where plain asyncio code would.
+DEFAULT_HIGH_WATER = 64 * 1024
+DEFAULT_LOW_WATER = DEFAULT_HIGH_WATER // 4
+
+# 1024 datagrams: about what a 2 MiB socket receive buffer (a common
+# net.core.rmem_max) holds of 2 KiB datagrams; a reader that falls further
+# behind than that is losing datagrams anyway.
+DEFAULT_DATAGRAM_QUEUE = 1024
+
+
+class OverflowPolicy(enum.Enum):
+    """Which datagram a full receive queue gives up."""
+
+    #: Keep what is queued and drop the arrival, as the kernel does when a
+    #: socket receive buffer is full.
+    DROP_NEWEST = "drop-newest"
+    #: Drop the oldest queued datagram to make room, for readers that care
+    #: about the latest state more than about history.
+    DROP_OLDEST = "drop-oldest"
+
+
+def _positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be positive, got {value}")
+
+
+def _non_negative(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must not be negative, got {value}")
+
+
+def _positive_or_none(
+    _: object, attribute: attrs.Attribute[float | None], value: float | None
+) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{attribute.name} must be positive or None, got {value}")
+
+
+_INT = attrs.validators.instance_of(int)
+_NUMBER_OR_NONE = attrs.validators.optional(attrs.validators.instance_of((int, float)))
+
+
+@attrs.frozen(kw_only=True)
+class Limits:
+    """The bounds of one connection, server or datagram endpoint.
+
+    Raises :class:`ValueError` for a negative or zero size, a low water
+    mark above the high one, or a timeout that is not positive.
+    """
+
+    #: Largest message in bytes where no codec sets its own limit: one
+    #: datagram, one raw chunk. Codecs carry their own limit, whose default
+    #: is the same number.
+    max_frame_size: int = attrs.field(
+        default=DEFAULT_MAX_FRAME_SIZE, validator=[_INT, _positive]
+    )
+    #: Bytes asked of the socket per read.
+    read_size: int = attrs.field(default=DEFAULT_READ_SIZE, validator=[_INT, _positive])
+    #: Buffered outgoing bytes above which senders wait.
+    write_high_water: int = attrs.field(
+        default=DEFAULT_HIGH_WATER, validator=[_INT, _non_negative]
+    )
+    #: Buffered outgoing bytes at or below which waiting senders resume.
+    write_low_water: int = attrs.field(
+        default=DEFAULT_LOW_WATER, validator=[_INT, _non_negative]
+    )
+    #: Seconds a connection may pass with no traffic either way before it
+    #: is closed; None never closes it.
+    idle_timeout: float | None = attrs.field(
+        default=None, validator=[_NUMBER_OR_NONE, _positive_or_none]
+    )
+    #: Seconds one receive may wait for a message; None waits for ever.
+    read_timeout: float | None = attrs.field(
+        default=None, validator=[_NUMBER_OR_NONE, _positive_or_none]
+    )
+    #: Connections a server holds at once; at the limit it stops accepting
+    #: until one closes. None accepts without bound.
+    max_connections: int | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional([_INT, _positive]),
+    )
+    #: Datagrams an endpoint queues for a reader that has not asked yet.
+    datagram_queue: int = attrs.field(
+        default=DEFAULT_DATAGRAM_QUEUE, validator=[_INT, _positive]
+    )
+    #: What a full datagram queue does with the next arrival.
+    datagram_overflow: OverflowPolicy = attrs.field(
+        default=OverflowPolicy.DROP_NEWEST,
+        validator=attrs.validators.instance_of(OverflowPolicy),
+    )
+
+    @write_low_water.validator
+    def _check_low_water(self, _: attrs.Attribute[int], value: int) -> None:
+        if value > self.write_high_water:
+            raise ValueError(
+                f"write_low_water ({value}) is above "
+                f"write_high_water ({self.write_high_water})"
+            )

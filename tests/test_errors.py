@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+from aiosock.core import errors
+from aiosock.core.errors import (
+    AiosockError,
+    BrokenResourceError,
+    ClosedResourceError,
+    EndOfStream,
+    FrameTooLarge,
+    IncompleteFrame,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
+
+
+def test_the_tree_says_who_is_at_fault() -> None:
+    assert issubclass(FrameTooLarge, RemoteProtocolError)
+    assert issubclass(IncompleteFrame, RemoteProtocolError)
+    for cls in (
+        RemoteProtocolError,
+        LocalProtocolError,
+        ClosedResourceError,
+        BrokenResourceError,
+        EndOfStream,
+    ):
+        assert issubclass(cls, AiosockError)
+    # The peer's fault and ours never overlap.
+    assert not issubclass(LocalProtocolError, RemoteProtocolError)
+    assert not issubclass(RemoteProtocolError, LocalProtocolError)
+
+
+def test_errors_carry_their_data() -> None:
+    too_large = FrameTooLarge(size=10, limit=4, messages=[b"before"])
+    assert (too_large.size, too_large.limit, too_large.messages) == (10, 4, [b"before"])
+    assert "10 bytes" in str(too_large)
+    assert "limit of 4" in str(too_large)
+    incomplete = IncompleteFrame(b"abc")
+    assert incomplete.partial == b"abc"
+    assert incomplete.messages == []
+    assert "3 bytes" in str(incomplete)
+
+
+def test_every_error_is_listed() -> None:
+    assert set(errors.__all__) == {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, Exception)
+    }
+
+
+def _reset() -> None:
+    raise ConnectionResetError(104, "Connection reset by peer")
+
+
+def _translate() -> None:
+    try:
+        _reset()
+    except OSError as exc:
+        raise BrokenResourceError("peer reset the connection") from exc
+
+
+def test_broken_resource_chains_its_cause() -> None:
+    with pytest.raises(BrokenResourceError) as info:
+        _translate()
+    assert isinstance(info.value.__cause__, ConnectionResetError)
