@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aiosock.core.addresses import (
+    MAX_UNIX_PATH,
+    AddressFamily,
+    FdAddress,
+    SocketKind,
+    TCPAddress,
+    UDPAddress,
+    UnixAddress,
+    UnixDatagramAddress,
+    parse_address,
+)
+
+STREAM, DGRAM = SocketKind.SOCK_STREAM, SocketKind.SOCK_DGRAM
+INET, INET6, UNSPEC, UNIX = (
+    AddressFamily.AF_INET,
+    AddressFamily.AF_INET6,
+    AddressFamily.AF_UNSPEC,
+    AddressFamily.AF_UNIX,
+)
+
+CANONICAL = [
+    ("tcp://127.0.0.1:8000", TCPAddress(host="127.0.0.1", port=8000), STREAM, INET),
+    ("tcp://[::1]:8000", TCPAddress(host="::1", port=8000), STREAM, INET6),
+    ("tcp://:8000", TCPAddress(host="", port=8000), STREAM, UNSPEC),
+    ("tcp://localhost:0", TCPAddress(host="localhost", port=0), STREAM, UNSPEC),
+    ("unix:///abs/path.sock", UnixAddress(path="/abs/path.sock"), STREAM, UNIX),
+    ("unix:@name", UnixAddress(path="name", abstract=True), STREAM, UNIX),
+    ("udp://0.0.0.0:5353", UDPAddress(host="0.0.0.0", port=5353), DGRAM, INET),
+    ("udp://[::]:5353", UDPAddress(host="::", port=5353), DGRAM, INET6),
+    ("unixgram:///abs/path", UnixDatagramAddress(path="/abs/path"), DGRAM, UNIX),
+    ("unixgram:@name", UnixDatagramAddress(path="name", abstract=True), DGRAM, UNIX),
+]
+
+
+@pytest.mark.parametrize(("text", "expected", "kind", "family"), CANONICAL)
+def test_canonical_forms_parse_and_format_back(
+    text: str, expected: object, kind: SocketKind, family: AddressFamily
+) -> None:
+    address = parse_address(text)
+    assert address == expected
+    assert str(address) == text
+    assert address.kind == kind
+    assert address.family == family
+
+
+def test_family_and_kind_are_the_socket_modules_numbers() -> None:
+    # IntEnums, so they can be handed to socket.socket() as they are.
+    address = parse_address("udp://[::1]:53")
+    assert int(address.family or 0) == socket.AF_INET6
+    assert int(address.kind or 0) == socket.SOCK_DGRAM
+    for family in AddressFamily:
+        assert int(family) == getattr(socket, family.name)
+    for kind in SocketKind:
+        assert int(kind) == getattr(socket, kind.name)
+
+
+def test_fd_address_leaves_family_and_kind_to_the_socket() -> None:
+    address = parse_address("fd://3")
+    assert address == FdAddress(fd=3)
+    assert str(address) == "fd://3"
+    assert address.kind is None
+    assert address.family is None
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("tcp://[::0:1]:80", "tcp://[::1]:80"),
+        ("tcp://[0:0:0:0:0:0:0:1]:80", "tcp://[::1]:80"),
+        ("udp://[FE80::1%eth0]:53", "udp://[fe80::1%eth0]:53"),
+        ("tcp://example.com.:443", "tcp://example.com.:443"),
+        ("tcp://127.0.0.1:00080", "tcp://127.0.0.1:80"),
+    ],
+)
+def test_ip_literals_and_ports_are_canonicalised(text: str, canonical: str) -> None:
+    assert str(parse_address(text)) == canonical
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("127.0.0.1:80", "has no scheme"),
+        (":80", "has no scheme"),
+        ("localhost:8080", "has no scheme"),
+        ("http://host:80", "unknown scheme 'http'"),
+        ("tcp:127.0.0.1:80", "expected 'tcp://'"),
+        ("tcp://127.0.0.1", "missing port"),
+        ("tcp://127.0.0.1:", "missing port"),
+        ("tcp://[::1]", "missing port after the IPv6 literal"),
+        ("tcp://[::1]80", "missing port after the IPv6 literal"),
+        ("tcp://host:http", "port 'http' is not a number"),
+        ("tcp://host:\uff18\uff10", "port '\uff18\uff10' is not a number"),
+        ("tcp://host:65536", "port 65536 is above 65535"),
+        ("udp://host:99999999", "port 99999999 is above 65535"),
+        ("tcp://host:-1", "port -1 is negative"),
+        ("tcp://::1:80", "IPv6 literal '::1' must be written in brackets"),
+        ("udp://fe80::1:53", "must be written in brackets"),
+        ("tcp://[::1:80", "never closed"),
+        ("tcp://[127.0.0.1]:80", "not an IPv6 address"),
+        ("tcp://[host]:80", "not an IPv6 address"),
+        ("tcp://256.0.0.1:80", "neither an IP address nor a host name"),
+        ("tcp://bad_name:80", "neither an IP address nor a host name"),
+        ("tcp://host:80/path", "unexpected path"),
+        ("tcp://host:80?x=1", "unexpected path"),
+        ("unix://relative.sock", "is relative"),
+        ("unix:relative.sock", "expected 'unix:///absolute/path'"),
+        ("unix://", "empty unix path"),
+        ("unix:@", "empty abstract name"),
+        ("unixgram:@", "empty abstract name"),
+        ("unixgram://run/x", "is relative"),
+        ("unix:///a\0b", "NUL"),
+        ("unix:///" + "x" * MAX_UNIX_PATH, "longer than the 107 bytes"),
+        ("unix:@" + "x" * (MAX_UNIX_PATH + 1), "longer than the 107 bytes"),
+        ("fd://-1", "fd -1 is negative"),
+        ("fd://x", "fd 'x' is not a number"),
+        ("fd://", "missing fd"),
+        ("fd:3", "expected 'fd://'"),
+    ],
+)
+def test_bad_addresses_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=r"bad address|no scheme") as info:
+        parse_address(text)
+    assert message in str(info.value)
+    assert repr(text) in str(info.value)
+
+
+def test_longest_unix_path_is_accepted() -> None:
+    path = "/" + "x" * (MAX_UNIX_PATH - 1)
+    assert parse_address("unix://" + path) == UnixAddress(path=path)
+
+
+def test_non_string_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="must be a str"):
+        parse_address(b"tcp://127.0.0.1:80")  # type: ignore[arg-type]
+
+
+def test_constructors_validate_like_the_parser() -> None:
+    with pytest.raises(ValueError, match=r"outside 0\.\.65535"):
+        TCPAddress(host="::1", port=70000)
+    with pytest.raises(ValueError, match="is relative"):
+        UnixAddress(path="rel")
+    with pytest.raises(ValueError, match="negative"):
+        FdAddress(fd=-2)
+
+
+def test_addresses_are_frozen_and_hashable() -> None:
+    address = TCPAddress(host="127.0.0.1", port=1)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        address.port = 2  # type: ignore[misc]
+    assert len({address, parse_address("tcp://127.0.0.1:1")}) == 1
+    # Same path, different kinds of socket: different addresses.
+    assert parse_address("unix:///a") != parse_address("unixgram:///a")
+
+
+ports = st.integers(0, 65535)
+ips = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6))
+
+
+@given(scheme=st.sampled_from(["tcp", "udp"]), ip=ips, port=ports)
+def test_any_ip_and_port_round_trip(
+    scheme: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int
+) -> None:
+    host = f"[{ip}]" if ip.version == 6 else str(ip)
+    text = f"{scheme}://{host}:{port}"
+    address = parse_address(text)
+    assert str(address) == text
+    assert parse_address(str(address)) == address
+    assert address.family == (INET6 if ip.version == 6 else INET)
+
+
+path_chars = st.characters(
+    codec="utf-8", exclude_characters="\0", exclude_categories=["Cs"]
+)
+
+
+@given(
+    scheme=st.sampled_from(["unix", "unixgram"]),
+    abstract=st.booleans(),
+    name=st.text(path_chars, min_size=1, max_size=40),
+)
+def test_any_unix_name_round_trips(scheme: str, abstract: bool, name: str) -> None:
+    text = f"{scheme}:@{name}" if abstract else f"{scheme}:///{name}"
+    address = parse_address(text)
+    assert str(address) == text
+    assert parse_address(str(address)) == address
+
+
+@given(st.text(max_size=30))
+def test_arbitrary_text_parses_or_raises_value_error(text: str) -> None:
+    try:
+        address = parse_address(text)
+    except ValueError:
+        return
+    assert parse_address(str(address)) == address
