@@ -1,0 +1,67 @@
+"""aiosock: stream and datagram sockets for asyncio, on a sans-IO core.
+
+The public API is exactly what ``__all__`` lists; a test keeps it honest.
+"""
+
+from aiosock.core import (
+    Address,
+    AddressFamily,
+    AiosockError,
+    BrokenResourceError,
+    Buffer,
+    ClosedResourceError,
+    Codec,
+    Decoder,
+    Delimited,
+    Encoded,
+    EndOfStream,
+    FdAddress,
+    FrameTooLarge,
+    IncompleteFrame,
+    LengthPrefixed,
+    Limits,
+    Lines,
+    LocalProtocolError,
+    OverflowPolicy,
+    Raw,
+    RemoteProtocolError,
+    SocketKind,
+    TCPAddress,
+    UDPAddress,
+    UnixAddress,
+    UnixDatagramAddress,
+    parse_address,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Address",
+    "AddressFamily",
+    "AiosockError",
+    "BrokenResourceError",
+    "Buffer",
+    "ClosedResourceError",
+    "Codec",
+    "Decoder",
+    "Delimited",
+    "Encoded",
+    "EndOfStream",
+    "FdAddress",
+    "FrameTooLarge",
+    "IncompleteFrame",
+    "LengthPrefixed",
+    "Limits",
+    "Lines",
+    "LocalProtocolError",
+    "OverflowPolicy",
+    "Raw",
+    "RemoteProtocolError",
+    "SocketKind",
+    "TCPAddress",
+    "UDPAddress",
+    "UnixAddress",
+    "UnixDatagramAddress",
+    "__version__",
+    "parse_address",
+]
