@@ -374,10 +374,9 @@ class Lines(Delimited):
 
 
 class _DelimitedDecoder(_DecoderState):
-    # _pending never holds a whole delimiter, so a new chunk is searched
-    # from where the last search stopped (less len(delimiter) - 1 bytes a
-    # delimiter may straddle): a long line costs linear time however it
-    # is chunked.
+    # _pending never holds a whole delimiter, so only new bytes are searched
+    # (and the len(delimiter) - 1 pending bytes a delimiter may straddle):
+    # a long line costs linear time however it is chunked.
     __slots__ = ("_delimiter", "_keep", "_max_length", "_pending", "_too_long")
 
     def __init__(self, delimiter: bytes, max_length: int, keep: bool) -> None:
@@ -398,14 +397,21 @@ class _DelimitedDecoder(_DecoderState):
         self._check_usable()
         data = data if type(data) is bytes else bytes(data)
         out: list[bytes] = []
-        if self._pending:
-            used = self._finish_pending(data, out)
-            if used < 0:
-                return out
-            data = data[used:]
-        delimiter = self._delimiter
+        pending, delimiter = self._pending, self._delimiter
+        if pending and len(delimiter) > 1:
+            data = self._finish_straddling(data, out)
         parts = data.split(delimiter)
         rest = parts.pop()
+        if pending:
+            if not parts:
+                size = len(pending) + len(rest)
+                if size >= self._too_long:
+                    raise self._fail(FrameTooLarge(size=size, limit=self._max_length))
+                pending += rest
+                return out
+            pending += parts[0]
+            parts[0] = bytes(pending)
+            pending.clear()
         if parts:
             self._check_lengths(parts, out)
             if self._keep:
@@ -416,35 +422,28 @@ class _DelimitedDecoder(_DecoderState):
             raise self._fail(
                 FrameTooLarge(size=len(rest), limit=self._max_length, messages=out)
             )
-        self._pending += rest
+        pending += rest
         return out
 
-    def _finish_pending(self, data: bytes, out: list[bytes]) -> int:
-        """End the pending message with ``data``; return the bytes used, or -1."""
+    def _finish_straddling(self, data: bytes, out: list[bytes]) -> bytes:
+        """End the pending message if a delimiter starts in its tail.
+
+        Returns what is left of ``data`` after that delimiter (all of it
+        when there is none). Only the last ``len(delimiter) - 1`` pending
+        bytes are searched: the rest holds no delimiter.
+        """
         pending, delimiter = self._pending, self._delimiter
         width = len(delimiter)
-        end = -1
-        if width > 1:  # the delimiter may start in the pending tail
-            tail = bytes(pending[-(width - 1) :])
-            at = (tail + data[: width - 1]).find(delimiter)
-            if at >= 0:
-                end = at + width - len(tail)
-        if end < 0:
-            at = data.find(delimiter)
-            if at < 0:
-                size = len(pending) + len(data)
-                if size >= self._too_long:
-                    raise self._fail(FrameTooLarge(size=size, limit=self._max_length))
-                pending += data
-                return -1
-            end = at + width
-        pending += data[:end]
-        body = len(pending) - width
+        tail = bytes(pending[-(width - 1) :])
+        at = (tail + data[: width - 1]).find(delimiter)
+        if at < 0:
+            return data
+        body = len(pending) - len(tail) + at
         if body > self._max_length:
             raise self._fail(FrameTooLarge(size=body, limit=self._max_length))
-        out.append(bytes(pending) if self._keep else bytes(pending[:body]))
+        out.append(bytes(pending[:body]) + (delimiter if self._keep else b""))
         pending.clear()
-        return end
+        return data[at + width - len(tail) :]
 
     def _check_lengths(self, parts: list[bytes], out: list[bytes]) -> None:
         limit = self._max_length
