@@ -4,15 +4,18 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-test
+BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: test lint typecheck pytest clean
+.PHONY: test lint typecheck pytest bench clean
 
 test: lint typecheck pytest
 
-$(STAMP): pyproject.toml
+$(STAMP): EXTRAS := test,dev,uvloop
+$(BENCH_STAMP): EXTRAS := bench,uvloop
+$(STAMP) $(BENCH_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,dev,uvloop]'
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
 lint: $(STAMP)
@@ -20,13 +23,15 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 typecheck: $(STAMP)
-	$(PY) -m mypy --strict aiosock tests
-	# To mypy, benchmarks/codecs.py is a top-level "codecs" that shadows the
-	# standard library's, so it gets a run and a cache of its own.
-	$(PY) -m mypy --strict --cache-dir .mypy_cache/benchmarks benchmarks
+	$(PY) -m mypy --strict aiosock tests benchmarks
 
 pytest: $(STAMP)
 	$(PY) -m pytest
 
+# The main job: every echo server under the same load, side by side.
+bench: $(BENCH_STAMP)
+	$(PY) -m benchmarks.run --quick
+
 clean:
-	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis \
+		benchmarks/build

@@ -1,0 +1,245 @@
+"""The echo servers the benchmark measures, one process per run.
+
+Run:  python -m benchmarks.servers NAME ADDRESS [--loop asyncio|uvloop]
+                                    [--max-seconds N]
+
+It binds ADDRESS (an aiosock address string; port 0 picks a free port),
+prints ``READY <address>`` with the port really bound, and echoes until
+SIGTERM or SIGINT (or N seconds, 3600 by default), then exits 0. Every
+server here is a reference written the way the asyncio documentation
+shows, with nothing of aiosock in its path; aiosock's own servers join
+``SERVERS`` as they come to exist, one line each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import stat
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import Any, cast
+
+import attrs
+
+if __package__ in (None, ""):  # run as a script: make aiosock importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiosock import (
+    Address,
+    TCPAddress,
+    UDPAddress,
+    UnixAddress,
+    UnixDatagramAddress,
+    parse_address,
+)
+
+# What asyncio's selector transports and uvloop read per call; the streams
+# server asks for as much so that it is not held back by a small read.
+READ_SIZE = 256 * 1024
+
+Start = Callable[[Address], Awaitable[tuple[Address, Callable[[], None]]]]
+
+
+@attrs.frozen
+class Server:
+    """How to start one echo server, and the socket kinds it serves."""
+
+    start: Start
+    kinds: frozenset[str]  # "stream", "datagram"
+
+
+# ------------------------------------------------------------ protocols
+
+
+class EchoProtocol(asyncio.Protocol):
+    """The plain Protocol path: asyncio allocates each chunk it reads."""
+
+    transport: asyncio.Transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not derive from asyncio's classes.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+class EchoBufferedProtocol(asyncio.BufferedProtocol):
+    """The BufferedProtocol path: one reused receive buffer per connection."""
+
+    transport: asyncio.Transport
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(READ_SIZE)
+        self.view = memoryview(self.buffer)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not derive from asyncio's classes.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # A copy: a transport may keep what it could not send yet, and the
+        # buffer is overwritten by the next read.
+        self.transport.write(self.buffer[:nbytes])
+
+
+class EchoDatagramProtocol(asyncio.DatagramProtocol):
+    transport: asyncio.DatagramTransport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not derive from asyncio's classes.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.transport.sendto(data, addr)
+
+
+async def echo_stream(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    try:
+        while data := await reader.read(READ_SIZE):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+# --------------------------------------------------------------- starting
+
+
+def unix_target(address: UnixAddress | UnixDatagramAddress) -> str:
+    return "\0" + address.path if address.abstract else address.path
+
+
+def remove_stale_socket(address: UnixAddress | UnixDatagramAddress) -> None:
+    if address.abstract:
+        return
+    with suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.stat(address.path).st_mode):
+            os.unlink(address.path)
+
+
+def bound(
+    server: asyncio.base_events.Server | socket.socket, template: Address
+) -> Address:
+    sock = server if isinstance(server, socket.socket) else server.sockets[0]
+    if isinstance(template, TCPAddress | UDPAddress):
+        host, port = sock.getsockname()[:2]
+        return attrs.evolve(template, host=host, port=port)
+    return template
+
+
+def stream_starter(make: Callable[[], asyncio.BaseProtocol] | None) -> Start:
+    """A starter for a protocol factory, or for the streams API when None."""
+
+    async def start(address: Address) -> tuple[Address, Callable[[], None]]:
+        loop = asyncio.get_running_loop()
+        server: asyncio.base_events.Server
+        if isinstance(address, TCPAddress):
+            if make is None:
+                server = await asyncio.start_server(
+                    echo_stream, address.host, address.port, limit=READ_SIZE
+                )
+            else:
+                server = await loop.create_server(make, address.host, address.port)
+            for sock in server.sockets:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        elif isinstance(address, UnixAddress):
+            remove_stale_socket(address)
+            if make is None:
+                server = await asyncio.start_unix_server(
+                    echo_stream, unix_target(address), limit=READ_SIZE
+                )
+            else:
+                server = await loop.create_unix_server(make, unix_target(address))
+        else:
+            raise SystemExit(f"not a stream address: {address}")
+        return bound(server, address), server.close
+
+    return start
+
+
+async def start_datagram(address: Address) -> tuple[Address, Callable[[], None]]:
+    # Both loops get a socket made here: uvloop cannot bind a Unix
+    # datagram socket by path itself (uvloop#403), and the same code path
+    # keeps the two loops comparable.
+    if isinstance(address, UDPAddress):
+        family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.bind((address.host, address.port))
+    elif isinstance(address, UnixDatagramAddress):
+        remove_stale_socket(address)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(unix_target(address))
+    else:
+        raise SystemExit(f"not a datagram address: {address}")
+    sock.setblocking(False)
+    # Room for bursts from 100 clients without drops on the receive side.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(EchoDatagramProtocol, sock=sock)
+    return bound(sock, address), transport.close
+
+
+SERVERS: dict[str, Server] = {
+    "protocol": Server(stream_starter(EchoProtocol), frozenset({"stream"})),
+    "buffered": Server(stream_starter(EchoBufferedProtocol), frozenset({"stream"})),
+    "streams": Server(stream_starter(None), frozenset({"stream"})),
+    "datagram": Server(start_datagram, frozenset({"datagram"})),
+}
+
+
+# ------------------------------------------------------------------ main
+
+
+def new_loop(name: str) -> asyncio.AbstractEventLoop:
+    if name == "uvloop":
+        import uvloop
+
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        return loop
+    return asyncio.new_event_loop()
+
+
+async def serve(server: Server, address: Address, max_seconds: float) -> None:
+    actual, close = await server.start(address)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"READY {actual}", flush=True)
+    try:
+        await asyncio.wait_for(stop.wait(), max_seconds)
+    except TimeoutError:
+        pass
+    finally:
+        close()
+        if isinstance(actual, UnixAddress | UnixDatagramAddress):
+            remove_stale_socket(actual)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("server", choices=sorted(SERVERS))
+    parser.add_argument("address", type=parse_address)
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    parser.add_argument("--max-seconds", type=float, default=3600.0)
+    args = parser.parse_args(argv)
+    with asyncio.Runner(loop_factory=lambda: new_loop(args.loop)) as runner:
+        runner.run(serve(SERVERS[args.server], args.address, args.max_seconds))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""The benchmark harness: its arithmetic, its arguments, and short real runs.
+
+No test here asserts a speed; the smoke runs only check that traffic
+flowed, that the outputs were written and that no process was left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import procs, report, run
+from benchmarks.report import C_ROW
+from benchmarks.servers import SERVERS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------- arguments
+
+
+def test_quick_is_a_reduced_matrix_and_flags_override_it() -> None:
+    quick = run.matrix_for(run.parse_args(["--quick"]))
+    full = run.matrix_for(run.parse_args([]))
+    assert quick == run.QUICK
+    assert full == run.FULL
+    assert len(quick.sizes) * len(quick.concurrency) < len(full.sizes) * len(
+        full.concurrency
+    )
+    tuned = run.matrix_for(
+        run.parse_args(["--quick", "--repeat", "5", "--duration", "3"])
+    )
+    assert (tuned.repeat, tuned.duration, tuned.warmup) == (5, 3.0, run.QUICK.warmup)
+
+
+def test_the_full_matrix_is_what_the_harness_promises() -> None:
+    assert run.FULL.sizes == (64, 1024, 16 * 1024, 100 * 1024)
+    assert run.FULL.concurrency == (1, 10, 100)
+    assert run.FULL.repeat >= 3
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--repeat", "0"], ["--duration", "0"], ["--warmup", "-1"], ["--only", "("]],
+)
+def test_bad_arguments_are_refused(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        run.parse_args(argv)
+    assert info.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_loads_fit_each_transport() -> None:
+    udp = run.FULL.loads("udp")
+    assert all(load.size <= run.MAX_UDP for load in udp)
+    assert not any(load.pipeline for load in udp)
+    assert 100 * 1024 in {load.size for load in run.FULL.loads("unixgram")}
+    tcp = run.FULL.loads("tcp")
+    assert any(load.pipeline for load in tcp)
+    assert len(tcp) == 4 * 3 + len(run.FULL.pipelined)
+
+
+def test_only_selects_rows_by_name_and_transport() -> None:
+    rows = run.rows(["asyncio", "uvloop"], Path("/nonexistent/echo"))
+    harness = run.Harness(
+        run.QUICK,
+        rows,
+        ["loadgen"],
+        run.parse_args(["--only", "^uvloop/protocol tcp$"]).only,
+    )
+    plan = list(harness.plan())
+    assert [(t, [r.name for r in rs]) for t, rs, _ in plan] == [
+        ("tcp", ["uvloop/protocol"])
+    ]
+    assert harness.total() == len(run.QUICK.loads("tcp")) * run.QUICK.repeat
+
+
+def test_adding_a_server_is_one_entry() -> None:
+    rows = run.rows(["asyncio"], None)
+    names = {row.name for row in rows}
+    assert names == {f"asyncio/{name}" for name in SERVERS}
+    command = next(r for r in rows if r.name == "asyncio/protocol").command(
+        "tcp://127.0.0.1:0"
+    )
+    assert command[-5:-2] == ["tcp://127.0.0.1:0", "--loop", "asyncio"]
+
+
+# ------------------------------------------------------- arithmetic
+
+
+def fake_run(
+    row: str, rps: float, *, size: int = 64, transport: str = "tcp"
+) -> dict[str, Any]:
+    load = {"transport": transport, "size": size, "concurrency": 10, "pipeline": 0}
+    return {
+        "row": row,
+        "load": load,
+        "requests_per_s": rps,
+        "mib_per_s": rps * size / 2**20,
+        "p50_us": 100.0,
+        "p99_us": 300.0,
+        "errors": 0,
+        "losses": 1,
+        "cpu_pct": 50.0,
+        "server_cpu_pct": 99.0,
+    }
+
+
+def test_medians_and_ratios_are_taken_within_the_run() -> None:
+    runs = (
+        [fake_run("asyncio/protocol", rps) for rps in (100.0, 300.0, 200.0)]
+        + [fake_run("asyncio/streams", rps) for rps in (50.0, 1000.0, 60.0)]
+        + [fake_run(C_ROW, rps) for rps in (400.0, 400.0, 400.0)]
+    )
+    cells = report.summarise(runs)
+    assert [c.row for c in cells] == ["asyncio/protocol", "asyncio/streams", C_ROW]
+    assert [c.median_rps for c in cells] == [200.0, 60.0, 400.0]
+    ratios = report.ratios(cells, run.REFERENCE)
+    assert ratios[0] == {"vs_reference": 1.0, "vs_c": 0.5}
+    assert ratios[1] == {
+        "vs_reference": pytest.approx(0.3),
+        "vs_c": pytest.approx(0.15),
+    }
+    assert ratios[2] == {"vs_reference": None, "vs_c": 1.0}
+    assert cells[0].losses == 3
+
+
+def test_a_missing_reference_gives_no_ratio_rather_than_a_wrong_one() -> None:
+    cells = report.summarise([fake_run("uvloop/streams", 10.0)])
+    assert report.ratios(cells, run.REFERENCE)[0] == {
+        "vs_reference": None,
+        "vs_c": None,
+    }
+    assert report.ratio(5.0, 0.0) is None
+
+
+def test_markdown_table_has_one_line_per_cell() -> None:
+    runs = [fake_run("asyncio/protocol", 200.0), fake_run(C_ROW, 400.0)]
+    runs += [fake_run("asyncio/protocol", 100.0, size=1024)]
+    table = report.markdown(report.summarise(runs), run.REFERENCE)
+    assert "### tcp 64 B c=10" in table
+    assert "### tcp 1 KiB c=10" in table
+    assert "| asyncio/protocol | 200 | 200-200 |" in table
+    assert "| 0.50 |" in table  # protocol against C
+
+
+def test_chart_is_written(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    runs = [
+        fake_run(row, rps, size=s)
+        for row, rps in (("a/x", 1.0), (C_ROW, 2.0))
+        for s in (64, 1024)
+    ]
+    path = report.chart(report.summarise(runs), tmp_path / "chart.png", "title")
+    assert path is not None
+    assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_machine_is_recorded() -> None:
+    machine = report.machine()
+    assert machine["cores"]
+    assert machine["python"]
+    assert machine["kernel"]
+
+
+# ----------------------------------------------------------- real runs
+
+
+def server_processes() -> set[int]:
+    """PIDs of benchmark servers alive on this machine."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"benchmarks.servers" in cmdline or b"build/echo" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+def harness(out: Path, *args: str) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "benchmarks.run", "--quick", "--repeat", "1"]
+    argv += ["--duration", "0.3", "--warmup", "0.1", "--out", str(out), *args]
+    return subprocess.Popen(
+        argv, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def check_results(out: Path, rows: set[str]) -> dict[str, Any]:
+    record: dict[str, Any] = json.loads((out / "results.json").read_text())
+    assert {r["row"] for r in record["runs"]} == rows
+    assert not record["failures"]
+    for result in record["runs"]:
+        assert result["requests"] > 0
+        assert result["errors"] == 0
+    assert "| asyncio/protocol |" in (out / "results.md").read_text()
+    assert (out / "results.png").read_bytes().startswith(b"\x89PNG")
+    return record
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(procs.compiler() is None, reason="no C compiler")
+def test_smoke_run_with_the_c_load_generator_and_server(tmp_path: Path) -> None:
+    before = server_processes()
+    process = harness(tmp_path, "--only", "^(c/echo|asyncio/protocol) (tcp|unixgram)$")
+    _, err = process.communicate(timeout=100)
+    assert process.returncode == 0, err
+    record = check_results(tmp_path, {"c/echo", "asyncio/protocol"})
+    assert record["loadgen"] == "c"
+    assert {r["transport"] for r in record["runs"]} == {"tcp", "unixgram"}
+    assert server_processes() <= before
+
+
+@pytest.mark.timeout(120)
+def test_smoke_run_with_the_python_load_generator(tmp_path: Path) -> None:
+    before = server_processes()
+    process = harness(
+        tmp_path, "--loadgen", "python", "--only", "^asyncio/protocol unix$"
+    )
+    _, err = process.communicate(timeout=100)
+    assert process.returncode == 0, err
+    record = check_results(tmp_path, {"asyncio/protocol"})
+    assert record["loadgen"].startswith("python")
+    assert server_processes() <= before
+
+
+@pytest.mark.timeout(120)
+def test_an_interrupted_run_stops_every_process_and_keeps_what_it_measured(
+    tmp_path: Path,
+) -> None:
+    before = server_processes()
+    process = harness(
+        tmp_path, "--loadgen", "python", "--only", "^asyncio/(protocol|streams) tcp$"
+    )
+    assert process.stderr is not None
+    seen = []
+    for _ in range(50):  # bounded: the first run reports within seconds
+        seen.append(process.stderr.readline())
+        if seen[-1].startswith("[1/"):
+            break
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=60)
+    assert process.returncode == 130, "".join(seen) + rest
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert record["runs"]
+    assert server_processes() <= before
