@@ -31,6 +31,7 @@ from aiosock.core import (
     UnixAddress,
     UnixDatagramAddress,
     parse_address,
+    translate_os_error,
 )
 
 __version__ = "0.1.0"
@@ -64,4 +65,5 @@ __all__ = [
     "UnixDatagramAddress",
     "__version__",
     "parse_address",
+    "translate_os_error",
 ]

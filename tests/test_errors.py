@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import errno
+
 import pytest
 
 from aiosock.core import errors
@@ -12,6 +14,7 @@ from aiosock.core.errors import (
     IncompleteFrame,
     LocalProtocolError,
     RemoteProtocolError,
+    translate_os_error,
 )
 
 
@@ -47,21 +50,24 @@ def test_every_error_is_listed() -> None:
         name
         for name, value in vars(errors).items()
         if isinstance(value, type) and issubclass(value, Exception)
-    }
+    } | {"translate_os_error"}
 
 
-def _reset() -> None:
-    raise ConnectionResetError(104, "Connection reset by peer")
-
-
-def _translate() -> None:
-    try:
-        _reset()
-    except OSError as exc:
-        raise BrokenResourceError("peer reset the connection") from exc
-
-
-def test_broken_resource_chains_its_cause() -> None:
-    with pytest.raises(BrokenResourceError) as info:
-        _translate()
-    assert isinstance(info.value.__cause__, ConnectionResetError)
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (OSError(errno.EBADF, "Bad file descriptor"), ClosedResourceError),
+        (OSError(errno.ENOTSOCK, "Not a socket"), ClosedResourceError),
+        (ConnectionResetError(errno.ECONNRESET, "reset"), BrokenResourceError),
+        (BrokenPipeError(errno.EPIPE, "Broken pipe"), BrokenResourceError),
+        (TimeoutError(errno.ETIMEDOUT, "timed out"), BrokenResourceError),
+        (OSError("no errno at all"), BrokenResourceError),
+    ],
+)
+def test_os_errors_are_translated_by_who_is_at_fault(
+    exc: OSError, expected: type[AiosockError]
+) -> None:
+    translated = translate_os_error(exc)
+    assert type(translated) is expected
+    if exc.strerror:
+        assert exc.strerror in str(translated) or expected is ClosedResourceError

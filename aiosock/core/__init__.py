@@ -34,6 +34,7 @@ from aiosock.core.errors import (
     IncompleteFrame,
     LocalProtocolError,
     RemoteProtocolError,
+    translate_os_error,
 )
 from aiosock.core.limits import Limits, OverflowPolicy
 
@@ -65,4 +66,5 @@ __all__ = [
     "UnixAddress",
     "UnixDatagramAddress",
     "parse_address",
+    "translate_os_error",
 ]

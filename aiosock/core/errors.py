@@ -16,6 +16,8 @@ them all.
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "AiosockError",
     "BrokenResourceError",
@@ -25,6 +27,7 @@ __all__ = [
     "IncompleteFrame",
     "LocalProtocolError",
     "RemoteProtocolError",
+    "translate_os_error",
 ]
 
 
@@ -89,3 +92,23 @@ class BrokenResourceError(AiosockError):
 
 class EndOfStream(AiosockError):
     """The peer ended the stream cleanly: there are no more messages."""
+
+
+# What a socket call raises on a descriptor this program already closed.
+_CLOSED_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
+
+
+def translate_os_error(exc: OSError) -> ClosedResourceError | BrokenResourceError:
+    """The aiosock error for an ``OSError`` from an open socket; raise it ``from exc``.
+
+    A closed descriptor is this program's doing (:class:`ClosedResourceError`);
+    anything else (reset, broken pipe, unreachable, timed out) broke the
+    connection from outside (:class:`BrokenResourceError`). This is the one
+    place aiosock decides that, for every layer. Failures to *open* a socket
+    (refused, no such file) are not translated: they stay ``OSError``, as in
+    asyncio and Trio.
+    """
+    if exc.errno in _CLOSED_ERRNOS:
+        return ClosedResourceError("the socket was already closed")
+    reason = exc.strerror or type(exc).__name__
+    return BrokenResourceError(f"the connection broke: {reason}")
