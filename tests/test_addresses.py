@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from pathlib import Path
 
 import attrs
 import pytest
@@ -17,6 +18,7 @@ from aiosock.core.addresses import (
     UDPAddress,
     UnixAddress,
     UnixDatagramAddress,
+    from_sockaddr,
     parse_address,
 )
 
@@ -202,3 +204,37 @@ def test_arbitrary_text_parses_or_raises_value_error(text: str) -> None:
     except ValueError:
         return
     assert parse_address(str(address)) == address
+
+
+def _bound(family: int, kind: int, where: str | tuple[str, int]) -> socket.socket:
+    sock = socket.socket(family, kind)
+    sock.bind(where)
+    return sock
+
+
+def test_from_sockaddr_reads_what_a_bound_socket_reports(tmp_path: Path) -> None:
+    cases = [
+        (
+            _bound(socket.AF_INET, socket.SOCK_STREAM, ("127.0.0.1", 0)),
+            "tcp://127.0.0.1:",
+        ),
+        (_bound(socket.AF_INET6, socket.SOCK_DGRAM, ("::1", 0)), "udp://[::1]:"),
+        (_bound(socket.AF_UNIX, socket.SOCK_STREAM, "\0aiosock-t"), "unix:@aiosock-t"),
+        (
+            _bound(socket.AF_UNIX, socket.SOCK_DGRAM, str(tmp_path / "d")),
+            f"unixgram://{tmp_path / 'd'}",
+        ),
+    ]
+    for sock, prefix in cases:
+        with sock:
+            address = from_sockaddr(sock.family, sock.type, sock.getsockname())
+            assert str(address).startswith(prefix)
+            if isinstance(address, TCPAddress | UDPAddress):
+                assert address.port == sock.getsockname()[1]
+
+
+def test_an_unnamed_unix_socket_has_no_address() -> None:
+    with socket.socket(socket.AF_UNIX) as sock:
+        assert from_sockaddr(sock.family, sock.type, sock.getsockname()) is None
+    with pytest.raises(ValueError, match="no aiosock address"):
+        from_sockaddr(socket.AF_PACKET, socket.SOCK_RAW, ("lo", 0))

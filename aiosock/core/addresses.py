@@ -44,6 +44,7 @@ __all__ = [
     "UDPAddress",
     "UnixAddress",
     "UnixDatagramAddress",
+    "from_sockaddr",
     "parse_address",
 ]
 
@@ -301,3 +302,34 @@ def _parse_unix(
     raise ValueError(
         f"expected '{cls.scheme}:///absolute/path' or '{cls.scheme}:@name'"
     )
+
+
+def from_sockaddr(
+    family: int, kind: int, sockaddr: str | bytes | tuple[object, ...]
+) -> Address | None:
+    """The address of what ``getsockname()``/``getpeername()`` returned.
+
+    ``family`` and ``kind`` are the socket's. Returns None for an unnamed
+    Unix socket (a client that never bound), which has no address to give.
+    """
+    if family in (AddressFamily.AF_INET, AddressFamily.AF_INET6):
+        assert isinstance(sockaddr, tuple)
+        host, port = str(sockaddr[0]), int(sockaddr[1])  # type: ignore[call-overload]
+        if family == AddressFamily.AF_INET6 and len(sockaddr) > 3 and sockaddr[3]:
+            host = f"{host.partition('%')[0]}%{sockaddr[3]}"
+        inet = TCPAddress if kind == SocketKind.SOCK_STREAM else UDPAddress
+        return inet(host=host, port=port)
+    if family == AddressFamily.AF_UNIX:
+        assert isinstance(sockaddr, str | bytes)
+        name = (
+            sockaddr.decode("utf-8", "surrogateescape")
+            if isinstance(sockaddr, bytes)
+            else sockaddr
+        )
+        if not name:
+            return None
+        unix = UnixAddress if kind == SocketKind.SOCK_STREAM else UnixDatagramAddress
+        if name.startswith("\0"):
+            return unix(path=name[1:], abstract=True)
+        return unix(path=name)
+    raise ValueError(f"no aiosock address for socket family {family}")
