@@ -1,7 +1,11 @@
 """aiosock: stream and datagram sockets for asyncio, on a sans-IO core.
 
 The public API is exactly what ``__all__`` lists; a test keeps it honest.
+The asyncio layer is imported on first use, so that ``import aiosock.core``
+(or ``aiosock.sync``) loads no event loop.
 """
+
+import typing
 
 from aiosock.core import (
     Address,
@@ -34,7 +38,51 @@ from aiosock.core import (
     translate_os_error,
 )
 
+if typing.TYPE_CHECKING:
+    from aiosock.aio import (
+        Connection,
+        Protocol,
+        Server,
+        Transport,
+        connect,
+        create_connection,
+        create_server,
+        loop_factory,
+        run,
+        serve,
+    )
+
 __version__ = "0.1.0"
+
+_ASYNCIO_LAYER = frozenset(
+    {
+        "Connection",
+        "Protocol",
+        "Server",
+        "Transport",
+        "connect",
+        "create_connection",
+        "create_server",
+        "loop_factory",
+        "run",
+        "serve",
+    }
+)
+
+
+def __getattr__(name: str) -> object:
+    if name in _ASYNCIO_LAYER:
+        import aiosock.aio
+
+        value = getattr(aiosock.aio, name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'aiosock' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_ASYNCIO_LAYER})
+
 
 __all__ = [
     "Address",
@@ -44,6 +92,7 @@ __all__ = [
     "Buffer",
     "ClosedResourceError",
     "Codec",
+    "Connection",
     "Decoder",
     "Delimited",
     "Encoded",
@@ -56,14 +105,23 @@ __all__ = [
     "Lines",
     "LocalProtocolError",
     "OverflowPolicy",
+    "Protocol",
     "Raw",
     "RemoteProtocolError",
+    "Server",
     "SocketKind",
     "TCPAddress",
+    "Transport",
     "UDPAddress",
     "UnixAddress",
     "UnixDatagramAddress",
     "__version__",
+    "connect",
+    "create_connection",
+    "create_server",
+    "loop_factory",
     "parse_address",
+    "run",
+    "serve",
     "translate_os_error",
 ]

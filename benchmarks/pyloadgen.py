@@ -18,7 +18,6 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -33,6 +32,7 @@ from aiosock import (
     UnixDatagramAddress,
     parse_address,
 )
+from aiosock.aio.loops import loop_factory
 from benchmarks.servers import unix_target
 
 HEADER = 4  # the pipelined frames' big-endian length header
@@ -264,15 +264,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    loop_factory: Callable[[], asyncio.AbstractEventLoop]
-    try:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    except ImportError:
-        loop_factory = asyncio.new_event_loop
     with (
-        asyncio.Runner(loop_factory=loop_factory) as runner,
+        asyncio.Runner(loop_factory=loop_factory("auto")) as runner,
         tempfile.TemporaryDirectory(prefix="aiosock-loadgen-") as replies,
     ):
         print(json.dumps(runner.run(generate(args, replies))), flush=True)

@@ -40,6 +40,7 @@ import attrs
 if __package__ in (None, ""):  # run as a script: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from aiosock.aio.loops import loop_factory
 from benchmarks import procs, report
 from benchmarks.report import C_ROW, Load
 from benchmarks.servers import SERVERS
@@ -117,8 +118,8 @@ def rows(loops: Sequence[str], echo: Path | None) -> list[Row]:
 
 def loops_available() -> list[str]:
     try:
-        import uvloop  # noqa: F401
-    except ImportError:
+        loop_factory("uvloop")
+    except RuntimeError:
         return ["asyncio"]
     return ["asyncio", "uvloop"]
 

@@ -38,6 +38,7 @@ from aiosock import (
     UnixDatagramAddress,
     parse_address,
 )
+from aiosock.aio.loops import loop_factory
 
 # What asyncio's selector transports and uvloop read per call; the streams
 # server asks for as much so that it is not held back by a small read.
@@ -204,15 +205,6 @@ SERVERS: dict[str, Server] = {
 # ------------------------------------------------------------------ main
 
 
-def new_loop(name: str) -> asyncio.AbstractEventLoop:
-    if name == "uvloop":
-        import uvloop
-
-        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-        return loop
-    return asyncio.new_event_loop()
-
-
 async def serve(server: Server, address: Address, max_seconds: float) -> None:
     actual, close = await server.start(address)
     stop = asyncio.Event()
@@ -237,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     parser.add_argument("--max-seconds", type=float, default=3600.0)
     args = parser.parse_args(argv)
-    with asyncio.Runner(loop_factory=lambda: new_loop(args.loop)) as runner:
+    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
         runner.run(serve(SERVERS[args.server], args.address, args.max_seconds))
 
 

@@ -49,6 +49,8 @@ def test_limits_are_frozen_keyword_only_values() -> None:
         ({"read_timeout": -0.5}, "read_timeout must be positive or None"),
         ({"read_timeout": float("nan")}, "read_timeout must be positive or None"),
         ({"max_connections": 0}, "max_connections must be positive"),
+        ({"read_high_water": 0}, "read_high_water must be positive"),
+        ({"close_timeout": 0}, "close_timeout must be positive"),
         ({"datagram_queue": 0}, "datagram_queue must be positive"),
     ],
 )
@@ -59,7 +61,12 @@ def test_nonsense_is_refused(changes: dict[str, Any], message: str) -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"read_size": 1.5}, {"datagram_overflow": "drop-newest"}, {"idle_timeout": "1"}],
+    [
+        {"read_size": 1.5},
+        {"datagram_overflow": "drop-newest"},
+        {"idle_timeout": "1"},
+        {"close_timeout": None},
+    ],
 )
 def test_wrong_types_are_refused(changes: dict[str, Any]) -> None:
     with pytest.raises(TypeError):

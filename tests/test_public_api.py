@@ -6,7 +6,10 @@ import doctest
 import types
 from pathlib import Path
 
+import pytest
+
 import aiosock
+import aiosock.aio
 import aiosock.core
 
 README = Path(__file__).parent.parent / "README.md"
@@ -31,6 +34,13 @@ def test_nothing_public_is_left_out() -> None:
 
 def test_the_package_offers_all_of_the_core() -> None:
     assert set(aiosock.core.__all__) <= set(aiosock.__all__)
+
+
+def test_the_asyncio_layer_is_loaded_on_first_use() -> None:
+    assert aiosock.serve is aiosock.aio.serve
+    assert "serve" in dir(aiosock)
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        aiosock.nonsense  # noqa: B018
 
 
 def test_readme_examples_run() -> None:

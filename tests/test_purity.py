@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 FORBIDDEN = ("asyncio", "selectors", "uvloop")
 
@@ -21,3 +23,23 @@ def test_core_imports_no_event_loop() -> None:
     loaded = set(json.loads(out.stdout))
     assert "aiosock.core" in loaded
     assert not {m for m in loaded if m.split(".")[0] in FORBIDDEN}
+
+
+def test_only_the_loop_module_imports_uvloop() -> None:
+    package = Path(__file__).parent.parent / "aiosock"
+    importers = {
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*.py")
+        if re.search(r"^\s*(import|from)\s+uvloop\b", path.read_text(), re.MULTILINE)
+    }
+    assert importers == {"aio/loops.py"}
+
+
+def test_only_the_asyncio_layer_imports_asyncio() -> None:
+    package = Path(__file__).parent.parent / "aiosock"
+    importers = {
+        path.relative_to(package).parts[0]
+        for path in package.rglob("*.py")
+        if re.search(r"^\s*(import|from)\s+asyncio\b", path.read_text(), re.MULTILINE)
+    }
+    assert importers <= {"aio", "testing"}

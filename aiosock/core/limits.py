@@ -9,14 +9,17 @@ means "no bound".
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 import attrs
 
 __all__ = [
+    "DEFAULT_CLOSE_TIMEOUT",
     "DEFAULT_DATAGRAM_QUEUE",
     "DEFAULT_HIGH_WATER",
     "DEFAULT_LOW_WATER",
     "DEFAULT_MAX_FRAME_SIZE",
+    "DEFAULT_READ_HIGH_WATER",
     "DEFAULT_READ_SIZE",
     "Limits",
     "OverflowPolicy",
@@ -36,6 +39,16 @@ DEFAULT_READ_SIZE = 256 * 1024
 DEFAULT_HIGH_WATER = 64 * 1024
 DEFAULT_LOW_WATER = DEFAULT_HIGH_WATER // 4
 
+# 256 KiB: received messages a connection queues for a reader that is
+# behind before it stops reading the socket; one full read of the default
+# size, so a steady reader never pauses the socket.
+DEFAULT_READ_HIGH_WATER = 256 * 1024
+
+# 10 s: how long closing waits for buffered bytes to reach a slow reader
+# before it aborts; between nginx's lingering_timeout (5 s) and
+# lingering_time (30 s) for the same job.
+DEFAULT_CLOSE_TIMEOUT = 10.0
+
 # 1024 datagrams: about what a 2 MiB socket receive buffer (a common
 # net.core.rmem_max) holds of 2 KiB datagrams; a reader that falls further
 # behind than that is losing datagrams anyway.
@@ -53,8 +66,8 @@ class OverflowPolicy(enum.Enum):
     DROP_OLDEST = "drop-oldest"
 
 
-def _positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if value <= 0:
+def _positive(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value > 0:  # also refuses NaN
         raise ValueError(f"{attribute.name} must be positive, got {value}")
 
 
@@ -71,7 +84,8 @@ def _positive_or_none(
 
 
 _INT = attrs.validators.instance_of(int)
-_NUMBER_OR_NONE = attrs.validators.optional(attrs.validators.instance_of((int, float)))
+_NUMBER = attrs.validators.instance_of((int, float))
+_NUMBER_OR_NONE = attrs.validators.optional(_NUMBER)
 
 
 @attrs.frozen(kw_only=True)
@@ -90,6 +104,11 @@ class Limits:
     )
     #: Bytes asked of the socket per read.
     read_size: int = attrs.field(default=DEFAULT_READ_SIZE, validator=[_INT, _positive])
+    #: Queued incoming message bytes above which a connection stops reading
+    #: the socket until its reader catches up (to half of it).
+    read_high_water: int = attrs.field(
+        default=DEFAULT_READ_HIGH_WATER, validator=[_INT, _positive]
+    )
     #: Buffered outgoing bytes above which senders wait.
     write_high_water: int = attrs.field(
         default=DEFAULT_HIGH_WATER, validator=[_INT, _non_negative]
@@ -106,6 +125,11 @@ class Limits:
     #: Seconds one receive may wait for a message; None waits for ever.
     read_timeout: float | None = attrs.field(
         default=None, validator=[_NUMBER_OR_NONE, _positive_or_none]
+    )
+    #: Seconds closing waits for buffered outgoing bytes to be sent before
+    #: it aborts the connection.
+    close_timeout: float = attrs.field(
+        default=DEFAULT_CLOSE_TIMEOUT, validator=[_NUMBER, _positive]
     )
     #: Connections a server holds at once; at the limit it stops accepting
     #: until one closes. None accepts without bound.

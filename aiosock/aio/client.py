@@ -1,0 +1,98 @@
+"""Stream clients: :func:`connect` (async) and :func:`create_connection` (callbacks)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import TypeVar
+
+from aiosock.aio.connection import Connection
+from aiosock.aio.protocol import Protocol, Transport, adapter_class
+from aiosock.core.addresses import (
+    Address,
+    FdAddress,
+    TCPAddress,
+    UnixAddress,
+    parse_address,
+)
+from aiosock.core.codecs import Codec, Raw
+from aiosock.core.limits import Limits
+
+__all__ = ["connect", "create_connection"]
+
+P = TypeVar("P", bound=Protocol)
+
+
+async def connect(
+    address: str | Address,
+    *,
+    codec: Codec | None = None,
+    limits: Limits | None = None,
+    timeout: float | None = None,
+) -> Connection:
+    """Open a stream connection to ``address`` (tcp, unix or fd).
+
+    ``timeout`` bounds the whole connect (resolving the name too) and
+    raises :class:`TimeoutError`; a refused or unreachable peer raises
+    the ``OSError`` as it is. TCP_NODELAY is on. Cancelling leaves no
+    socket open.
+    """
+    limits = limits or Limits()
+    _, connection = await create_connection(
+        lambda: Connection(limits), address, codec=codec, limits=limits, timeout=timeout
+    )
+    return connection
+
+
+async def create_connection(
+    protocol_factory: Callable[[], P],
+    address: str | Address,
+    *,
+    codec: Codec | None = None,
+    limits: Limits | None = None,
+    timeout: float | None = None,
+) -> tuple[Transport, P]:
+    """Like :func:`connect`, for the callback API: returns (transport, protocol)."""
+    target = parse_address(address) if isinstance(address, str) else address
+    limits = limits or Limits()
+    codec = codec or Raw(max_size=limits.max_frame_size)
+    loop = asyncio.get_running_loop()
+    protocol = protocol_factory()
+    adapter = adapter_class(loop)(protocol, codec, limits)
+    async with asyncio.timeout(timeout):
+        if isinstance(target, TCPAddress):
+            if not target.host or target.port == 0:
+                raise ValueError(
+                    f"cannot connect to {target}: it needs a host and a port"
+                )
+            await loop.create_connection(lambda: adapter, target.host, target.port)
+        elif isinstance(target, UnixAddress):
+            sock = await _connect_unix(loop, target)
+            await loop.create_unix_connection(lambda: adapter, sock=sock)
+        elif isinstance(target, FdAddress):
+            sock = socket.socket(fileno=target.fd)
+            if sock.type != socket.SOCK_STREAM:
+                sock.detach()
+                raise ValueError(f"fd {target.fd} is not a stream socket")
+            await loop.create_connection(lambda: adapter, sock=sock)
+        else:
+            raise ValueError(f"{target} is a datagram address: use connect_datagram()")
+    return adapter.transport, protocol
+
+
+async def _connect_unix(
+    loop: asyncio.AbstractEventLoop, target: UnixAddress
+) -> socket.socket:
+    # Our own socket, connected by the loop: uvloop cannot connect to an
+    # abstract name itself (it answers EINVAL).
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await loop.sock_connect(
+            sock, "\0" + target.path if target.abstract else target.path
+        )
+    except BaseException:
+        sock.close()
+        raise
+    return sock

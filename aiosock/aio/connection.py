@@ -1,0 +1,235 @@
+"""The async API: :class:`Connection`, a stream of messages to await.
+
+It is a :class:`~aiosock.aio.protocol.Protocol` (the same adapter and
+codec as the callback API underneath) that queues what arrives for
+``receive()`` and makes ``send()`` wait while the write buffer is full.
+Memory is bounded both ways: past ``limits.read_high_water`` bytes of
+unreceived messages the socket is no longer read (until half of that is
+left), and a sender waits above ``limits.write_high_water``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from collections.abc import AsyncIterator
+from types import TracebackType
+
+from aiosock.aio.protocol import Protocol, Transport
+from aiosock.core.addresses import Address
+from aiosock.core.codecs import Buffer
+from aiosock.core.errors import ClosedResourceError, EndOfStream
+from aiosock.core.limits import Limits
+
+__all__ = ["Connection"]
+
+Waiters = collections.deque[asyncio.Future[None]]
+
+
+class Connection(Protocol):
+    """One stream connection with awaitable ``send`` and ``receive``.
+
+    Made by :func:`aiosock.connect` or handed to a :func:`aiosock.serve`
+    handler, not built by hand. Use it as ``async with`` to close it.
+
+    One task may receive while another sends. Two tasks receiving at once
+    each get different messages, in order of arrival.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._queued = 0  # bytes in _queue
+        self._receivers: Waiters = collections.deque()
+        self._senders: Waiters = collections.deque()
+        self._transport: Transport | None = None
+        self._paused_writing = False
+        self._paused_reading = False
+        self._eof = False
+        self._closed = False  # by aclose() or abort()
+        # Why receive() can return no more: None while it still can.
+        self._end: Exception | None = None
+        self._lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # ------------------------------------------------- Protocol callbacks
+
+    def connection_made(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def message_received(self, message: bytes) -> None:
+        self._queue.append(message)
+        self._queued += len(message)
+        if self._queued > self._limits.read_high_water and not self._paused_reading:
+            self._paused_reading = True
+            self.transport.pause_reading()
+        if self._receivers:
+            _wake(self._receivers.popleft(), None)
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake_receivers()
+        return True  # keep the write side open: half-close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._end is None:
+            self._end = exc
+        self._eof = True
+        self._wake_receivers()
+        while self._senders:
+            _wake(self._senders.popleft(), None)
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        while self._senders:
+            _wake(self._senders.popleft(), None)
+
+    def _wake_receivers(self) -> None:
+        while self._receivers:
+            _wake(self._receivers.popleft(), None)
+
+    # ---------------------------------------------------------- the API
+
+    @property
+    def transport(self) -> Transport:
+        assert self._transport is not None, "not connected"
+        return self._transport
+
+    @property
+    def local_address(self) -> Address | None:
+        return self.transport.local_address
+
+    @property
+    def peer_address(self) -> Address | None:
+        """None for an unnamed Unix peer (a client that never bound)."""
+        return self.transport.peer_address
+
+    async def send(self, message: Buffer) -> None:
+        """Send one message; wait while the write buffer is above high water.
+
+        Raises the codec's :class:`LocalProtocolError` for a message it
+        cannot frame (nothing is sent), :class:`ClosedResourceError` after
+        :meth:`aclose` or :meth:`send_eof`, and :class:`BrokenResourceError`
+        when the peer or the network broke the connection, also to senders
+        that were waiting. If cancelled while waiting, the message has
+        already been handed to the transport.
+        """
+        self.transport.send(message)
+        while self._paused_writing:
+            waiter = asyncio.get_running_loop().create_future()
+            self._senders.append(waiter)
+            try:
+                await waiter
+            finally:
+                _forget(self._senders, waiter)
+            self._check_can_send()
+
+    def _check_can_send(self) -> None:
+        error = self.transport._error
+        if error is not None:
+            raise error
+
+    async def receive(self) -> bytes:
+        """The next message.
+
+        Raises :class:`EndOfStream` once the peer has sent EOF and every
+        message before it was received; the :class:`RemoteProtocolError`
+        that ended the stream (an oversize frame, a cut-off one) after the
+        messages before it; :class:`BrokenResourceError` when the network
+        broke it; :class:`ClosedResourceError` after :meth:`aclose`; and
+        :class:`TimeoutError` after ``limits.read_timeout`` (the connection
+        stays usable). Cancellation loses no message.
+        """
+        if not self._queue or self._closed:
+            await self._wait_for_message()
+        message = self._queue.popleft()
+        self._queued -= len(message)
+        if self._paused_reading and self._queued <= self._limits.read_high_water // 2:
+            self._paused_reading = False
+            self.transport.resume_reading()
+        return message
+
+    async def _wait_for_message(self) -> None:
+        timeout = self._limits.read_timeout
+        async with asyncio.timeout(timeout):
+            while not self._queue or self._closed:
+                if self._closed:
+                    raise ClosedResourceError("the connection was closed")
+                if self._eof:
+                    # Reset the traceback: the same error may be raised on
+                    # every later call, and must not grow each time.
+                    raise (self._end or EndOfStream()).with_traceback(None)
+                waiter = asyncio.get_running_loop().create_future()
+                self._receivers.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    _forget(self._receivers, waiter)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        while True:
+            try:
+                yield await self.receive()
+            except EndOfStream:
+                return
+
+    async def send_eof(self) -> None:
+        """Half-close: the peer reads everything sent, then EOF; receiving goes on.
+
+        Idempotent. Later sends raise :class:`ClosedResourceError`.
+        """
+        self.transport.send_eof()
+
+    async def aclose(self) -> None:
+        """Close: flush what was sent, then release the socket. Idempotent.
+
+        Waits at most ``limits.close_timeout`` for the peer to take the
+        buffered bytes, then aborts. If cancelled, it aborts at once and
+        re-raises: the connection is closed either way.
+        """
+        self._closed = True
+        transport = self.transport
+        transport.close()
+        try:
+            async with asyncio.timeout(self._limits.close_timeout):
+                await asyncio.shield(self._lost)
+        except TimeoutError:
+            transport.abort()
+        except asyncio.CancelledError:
+            transport.abort()
+            raise
+
+    def abort(self) -> None:
+        """Close now, dropping buffered bytes. Idempotent."""
+        self._closed = True
+        self.transport.abort()
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _wake(waiter: asyncio.Future[None], result: None) -> None:
+    if not waiter.done():
+        waiter.set_result(result)
+
+
+def _forget(waiters: Waiters, waiter: asyncio.Future[None]) -> None:
+    # A cancelled waiter is still in the deque; a woken one was popped.
+    with contextlib.suppress(ValueError):
+        waiters.remove(waiter)

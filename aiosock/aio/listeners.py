@@ -1,0 +1,177 @@
+"""Listening sockets for stream servers, made from aiosock addresses.
+
+- ``tcp://HOST:PORT`` binds every address HOST resolves to (``tcp://:PORT``:
+  every interface of every family), all on the same port, also when PORT
+  is 0; IPv6 sockets are IPv6-only so that an IPv4 one can share the port.
+- ``unix:///path`` replaces a stale socket file (nothing accepts on it),
+  refuses a path where a server is alive, never deletes anything that is
+  not a socket, and on close removes the file only if it is still the one
+  it made. ``unix:@name`` binds a Linux abstract name.
+- ``fd://N`` and ``sock=`` adopt a socket that is already listening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import socket
+import stat
+
+import attrs
+
+from aiosock.core.addresses import (
+    Address,
+    FdAddress,
+    TCPAddress,
+    UnixAddress,
+    from_sockaddr,
+)
+
+__all__ = ["DEFAULT_BACKLOG", "Listener", "adopt", "open_listeners"]
+
+# 1024: asyncio's default of 100 overflows when a hundred clients connect
+# at once (a benchmark does); the kernel caps it at net.core.somaxconn.
+DEFAULT_BACKLOG = 1024
+
+# Binding several families to one port the kernel picked for the first can
+# collide with a port another program holds in the other family; a few
+# fresh tries make that vanishingly rare.
+_PORT_ATTEMPTS = 20
+
+
+@attrs.define
+class Listener:
+    """One listening socket, and the Unix path to remove when it closes."""
+
+    sock: socket.socket
+    address: Address
+    # (st_dev, st_ino) of the socket file this listener created, if any.
+    created: tuple[str, int, int] | None = None
+
+    def close(self) -> None:
+        """Close the socket and remove its file if it is still ours. Idempotent."""
+        self.sock.close()
+        if self.created is not None:
+            path, dev, ino = self.created
+            self.created = None
+            with contextlib.suppress(FileNotFoundError):
+                info = os.stat(path)
+                if (info.st_dev, info.st_ino) == (dev, ino):
+                    os.unlink(path)
+
+
+async def open_listeners(
+    address: Address, *, backlog: int, unix_mode: int | None = None
+) -> list[Listener]:
+    """Bind and listen on ``address``; raise ``OSError`` or ``ValueError``."""
+    if isinstance(address, TCPAddress):
+        return await _tcp_listeners(address, backlog)
+    if isinstance(address, UnixAddress):
+        return [_unix_listener(address, backlog, unix_mode)]
+    if isinstance(address, FdAddress):
+        return [adopt(socket.socket(fileno=address.fd))]
+    raise ValueError(f"{address} is a datagram address: use open_datagram()")
+
+
+def adopt(sock: socket.socket) -> Listener:
+    """A listener for a socket that is already bound and listening."""
+    if sock.type != socket.SOCK_STREAM:
+        raise ValueError(f"socket {sock.fileno()} is not a stream socket")
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        raise ValueError(f"socket {sock.fileno()} is not listening")
+    sock.setblocking(False)
+    address = from_sockaddr(sock.family, sock.type, sock.getsockname())
+    assert address is not None, "a listening socket has a name"
+    return Listener(sock=sock, address=address)
+
+
+async def _tcp_listeners(address: TCPAddress, backlog: int) -> list[Listener]:
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(
+        address.host or None,
+        address.port,
+        type=socket.SOCK_STREAM,
+        flags=socket.AI_PASSIVE,
+    )
+    # Unique, in resolver order (getaddrinfo may repeat an address).
+    targets = list(dict.fromkeys((info[0], str(info[4][0])) for info in infos))
+    for _ in range(_PORT_ATTEMPTS):
+        listeners: list[Listener] = []
+        port = address.port
+        try:
+            for family, host in targets:
+                listener = _bind_tcp(family, host, port, backlog)
+                listeners.append(listener)
+                port = listener.sock.getsockname()[1]
+            return listeners
+        except OSError as exc:
+            for listener in listeners:
+                listener.close()
+            if exc.errno != errno.EADDRINUSE or address.port != 0 or not listeners:
+                raise
+    raise OSError(errno.EADDRINUSE, f"no free port for every family of {address}")
+
+
+def _bind_tcp(family: int, host: str, port: int, backlog: int) -> Listener:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise OSError(
+            exc.errno, f"cannot listen on {host!r} port {port}: {exc.strerror}"
+        ) from exc
+    bound = from_sockaddr(sock.family, sock.type, sock.getsockname())
+    assert bound is not None
+    return Listener(sock=sock, address=bound)
+
+
+def _unix_listener(address: UnixAddress, backlog: int, mode: int | None) -> Listener:
+    if address.abstract:
+        target = "\0" + address.path
+    else:
+        target = address.path
+        _remove_if_stale(target)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(target)
+        created = None
+        if not address.abstract:
+            info = os.stat(target)
+            created = (target, info.st_dev, info.st_ino)
+            if mode is not None:
+                os.chmod(target, mode)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return Listener(sock=sock, address=address, created=created)
+
+
+def _remove_if_stale(path: str) -> None:
+    """Unlink a socket file nobody accepts on; refuse anything else in the way."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise FileExistsError(
+            errno.EEXIST, f"{path} exists and is not a socket; not removing it"
+        )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        # Non-blocking: a live server with a full backlog answers EAGAIN
+        # instead of keeping us waiting.
+        probe.setblocking(False)
+        result = probe.connect_ex(path)
+    if result == errno.ECONNREFUSED:
+        os.unlink(path)  # stale: left by a server that is gone
+    elif result != errno.ENOENT:
+        raise OSError(errno.EADDRINUSE, f"a server is already listening at {path}")
