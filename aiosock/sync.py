@@ -88,9 +88,10 @@ def connect(
 
 def _open_tcp(address: TCPAddress, timeout: float | None) -> socket.socket:
     if not address.host or not address.port:
+        what = "port 0" if address.host else "no host"
         raise ValueError(
-            f"{address} has no host or port 0, which only a server can use; "
-            "a client must name the host and port to connect to"
+            f"{address} has {what}, which only a server can use; "
+            "a client must name the host and the port to connect to"
         )
     # Like socket.create_connection (each resolved address in turn, the
     # last error raised), but under one deadline, so that ``timeout`` bounds
