@@ -306,6 +306,11 @@ class StreamAdapter(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._protocol.resume_writing()
 
+    def abort(self) -> None:
+        """Abort the connection if it was ever made; idempotent."""
+        if self._transport is not None:
+            self._transport.abort()
+
     def _fail(self, exc: Exception) -> None:
         """The peer broke the framing, or went idle: close after what was valid."""
         if isinstance(exc, RemoteProtocolError):

@@ -42,6 +42,9 @@ DEFAULT_GRACE = 10.0
 # same four).
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.01, 1.0
+# Connections accepted per wake-up at most, so that a flood of them does
+# not keep the loop from serving the ones already open.
+_ACCEPT_BATCH = 64
 # The connection died before it was accepted (Linux reports its error
 # from accept): nothing to do but go on.
 _DEAD_ON_ARRIVAL = frozenset(
@@ -67,21 +70,25 @@ class Server:
         protocol_factory: Callable[[], Protocol] | None = None,
         handler: Handler | None = None,
     ) -> None:
+        self._loop = asyncio.get_running_loop()
         self._listeners = listeners
         self._codec = codec
         self._limits = limits
         self._protocol_factory = protocol_factory
         self._handler = handler
-        self._adapter_class = adapter_class(asyncio.get_running_loop())
+        self._adapter_class = adapter_class(self._loop)
         self._adapters: set[StreamAdapter] = set()
-        self._handlers: set[asyncio.Task[None]] = set()
-        self._accepting: list[asyncio.Task[None]] = []
-        self._room = asyncio.Event()  # set while below max_connections
-        self._room.set()
+        self._tasks: set[asyncio.Task[None]] = set()  # one per connection
+        self._accepting = False
+        self._backoff = _BACKOFF_FIRST
+        self._retry: asyncio.TimerHandle | None = None
         self._idle = asyncio.Event()  # set while no connection is open
         self._idle.set()
         self._closing = False
-        self._closed = asyncio.get_running_loop().create_future()
+        # Resolved when accepting stops for good: by aclose(), or with the
+        # error that broke a listener.
+        self._stopped: asyncio.Future[None] = self._loop.create_future()
+        self._closed: asyncio.Future[None] = self._loop.create_future()
         self._group = asyncio.TaskGroup()
         self._main = asyncio.create_task(self._run(), name="aiosock server")
 
@@ -96,16 +103,16 @@ class Server:
         return len(self._adapters)
 
     def is_serving(self) -> bool:
-        return not self._closing
+        """Whether the listening sockets are open (until aclose() or a failure)."""
+        return not self._stopped.done()
 
     async def serve_forever(self) -> None:
         """Serve until cancelled (then close with the default grace) or closed.
 
-        Raises what stopped the server if it failed: an unexpected error
-        from ``accept``.
+        Raises the ``OSError`` that broke a listening socket, if one did.
         """
         try:
-            await asyncio.shield(self._main)
+            await asyncio.shield(self._stopped)
         except asyncio.CancelledError:
             await self.aclose()
             raise
@@ -113,35 +120,26 @@ class Server:
     async def aclose(self, grace: float = DEFAULT_GRACE) -> None:
         """Stop accepting, let connections finish for ``grace`` s, then abort them.
 
-        Idempotent: a later call waits for the first to finish. If cancelled,
-        it skips the rest of the grace period and aborts at once.
+        Accepting stops before the first await: a client connecting after
+        ``aclose()`` was called is refused. Idempotent: a later call waits
+        for the first to finish. If cancelled, it skips the rest of the
+        grace period and aborts at once.
         """
         if not self._closing:
             self._closing = True
+            self._stop_accepting(None)
             try:
-                await self._stop_accepting()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(grace):
                         await self._idle.wait()
             finally:
-                for task in self._handlers:
+                for task in self._tasks:
                     task.cancel()
                 for adapter in list(self._adapters):
-                    adapter.transport.abort()
-                if not self._closed.done():
-                    self._closed.set_result(None)
+                    adapter.abort()
+                self._closed.set_result(None)
         await asyncio.shield(self._closed)
-        with contextlib.suppress(Exception):  # serve_forever reports failures
-            await asyncio.shield(self._main)
-
-    async def _stop_accepting(self) -> None:
-        # Cancel the accept loops before closing their sockets: a loop must
-        # not watch a descriptor that is closed (and may be reused) under it.
-        for task in self._accepting:
-            task.cancel()
-        await asyncio.gather(*self._accepting, return_exceptions=True)
-        for listener in self._listeners:
-            listener.close()
+        await asyncio.shield(self._main)
 
     async def __aenter__(self) -> Server:
         return self
@@ -155,40 +153,83 @@ class Server:
         await self.aclose()
 
     # ------------------------------------------------------------ accepting
+    #
+    # Readiness callbacks rather than a task awaiting sock_accept(): one
+    # wake-up accepts a batch, accepting stops synchronously (a cancelled
+    # sock_accept can still take a connection, and leak it), and a listening
+    # descriptor is never closed while the loop watches it.
 
     async def _run(self) -> None:
         async with self._group:
-            for listener in self._listeners:
-                task = self._group.create_task(self._accept_loop(listener))
-                self._accepting.append(task)
+            self._resume_accepting()
             await self._closed
 
-    async def _accept_loop(self, listener: Listener) -> None:
-        loop = asyncio.get_running_loop()
-        backoff = _BACKOFF_FIRST
-        while True:
-            await self._room.wait()
+    def _resume_accepting(self) -> None:
+        if self._accepting or self._stopped.done() or self._retry is not None:
+            return
+        self._accepting = True
+        for listener in self._listeners:
+            self._loop.add_reader(listener.sock.fileno(), self._accept, listener)
+
+    def _pause_accepting(self) -> None:
+        if self._accepting:
+            self._accepting = False
+            for listener in self._listeners:
+                self._loop.remove_reader(listener.sock.fileno())
+
+    def _stop_accepting(self, failure: OSError | None) -> None:
+        self._pause_accepting()
+        if self._retry is not None:
+            self._retry.cancel()
+        for listener in self._listeners:
+            listener.close()
+        if failure is None:
+            self._stopped.set_result(None)
+        else:
+            self._stopped.set_exception(failure)
+
+    def _full(self) -> bool:
+        maximum = self._limits.max_connections
+        return maximum is not None and len(self._adapters) >= maximum
+
+    def _accept(self, listener: Listener) -> None:
+        for _ in range(_ACCEPT_BATCH):
+            if self._full():
+                self._pause_accepting()
+                return
             try:
-                sock, _ = await loop.sock_accept(listener.sock)
+                sock, _ = listener.sock.accept()
+            except BlockingIOError:
+                return
             except OSError as exc:
                 if exc.errno in _DEAD_ON_ARRIVAL:
                     continue
-                if exc.errno not in _RESOURCE_ERRNOS:
-                    raise
-                logger.warning(
-                    "accept on %s failed (%s); retrying in %.2f s",
-                    listener.address,
-                    exc,
-                    backoff,
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(2 * backoff, _BACKOFF_MAX)
-                continue
-            backoff = _BACKOFF_FIRST
-            await self._start(sock)
+                if exc.errno in _RESOURCE_ERRNOS:
+                    self._back_off(listener, exc)
+                else:
+                    logger.error("accept on %s failed: %s", listener.address, exc)
+                    self._stop_accepting(exc)
+                return
+            self._backoff = _BACKOFF_FIRST
+            self._admit(sock)
 
-    async def _start(self, sock: socket.socket) -> None:
-        """Make the protocol and adapter for one accepted socket and run it."""
+    def _back_off(self, listener: Listener, exc: OSError) -> None:
+        logger.warning(
+            "accept on %s failed (%s); retrying in %.2f s",
+            listener.address,
+            exc,
+            self._backoff,
+        )
+        self._pause_accepting()
+        self._retry = self._loop.call_later(self._backoff, self._retry_accepting)
+        self._backoff = min(2 * self._backoff, _BACKOFF_MAX)
+
+    def _retry_accepting(self) -> None:
+        self._retry = None
+        self._resume_accepting()
+
+    def _admit(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
         protocol = (
             self._protocol_factory()
             if self._protocol_factory is not None
@@ -196,34 +237,37 @@ class Server:
         )
         adapter = self._adapter_class(protocol, self._codec, self._limits)
         adapter.on_lost = self._untrack
-        self._track(adapter)
-        try:
-            await asyncio.get_running_loop().connect_accepted_socket(
-                lambda: adapter, sock
-            )
-        except OSError as exc:  # the peer left before the transport was made
-            logger.debug("connection lost as it was accepted: %s", exc)
-            self._untrack(adapter)
-            sock.close()
-            return
-        if self._handler is not None:
-            assert isinstance(protocol, Connection)
-            task = self._group.create_task(self._run_handler(self._handler, protocol))
-            self._handlers.add(task)
-            task.add_done_callback(self._handlers.discard)
-
-    def _track(self, adapter: StreamAdapter) -> None:
         self._adapters.add(adapter)
         self._idle.clear()
-        maximum = self._limits.max_connections
-        if maximum is not None and len(self._adapters) >= maximum:
-            self._room.clear()
+        task = self._group.create_task(self._serve_one(sock, adapter, protocol))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _untrack(self, adapter: StreamAdapter) -> None:
         self._adapters.discard(adapter)
         if not self._adapters:
             self._idle.set()
-        self._room.set()
+        if not self._full():
+            self._resume_accepting()
+
+    async def _serve_one(
+        self, sock: socket.socket, adapter: StreamAdapter, protocol: Protocol
+    ) -> None:
+        try:
+            await self._loop.connect_accepted_socket(lambda: adapter, sock)
+        except BaseException as exc:
+            # The peer left before the transport was made, or the server is
+            # closing: this socket is ours to close either way.
+            self._untrack(adapter)
+            adapter.abort()
+            sock.close()
+            if not isinstance(exc, OSError):
+                raise
+            logger.debug("connection lost as it was accepted: %s", exc)
+            return
+        if self._handler is not None:
+            assert isinstance(protocol, Connection)
+            await self._run_handler(self._handler, protocol)
 
     @staticmethod
     async def _run_handler(handler: Handler, connection: Connection) -> None:

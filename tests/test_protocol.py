@@ -1,0 +1,194 @@
+"""The callback API: Protocol and Transport over real sockets, on both loops."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+import aiosock
+from aiosock import (
+    ClosedResourceError,
+    FrameTooLarge,
+    IncompleteFrame,
+    LengthPrefixed,
+    Limits,
+    Lines,
+    Protocol,
+    Transport,
+)
+from aiosock.aio.protocol import BufferedStreamAdapter, StreamAdapter, adapter_class
+
+
+class Recorder(Protocol):
+    """Writes down every callback; resolves futures the tests wait on."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.transport: Transport | None = None
+        self.messages: list[bytes] = []
+        self.events: list[str] = []
+        self.lost: asyncio.Future[Exception | None] = loop.create_future()
+        self.got: asyncio.Queue[bytes] = asyncio.Queue()
+        self.keep_open_on_eof: bool | None = None
+
+    def connection_made(self, transport: Transport) -> None:
+        self.transport = transport
+        self.events.append("made")
+
+    def message_received(self, message: bytes) -> None:
+        self.messages.append(message)
+        self.got.put_nowait(message)
+
+    def eof_received(self) -> bool | None:
+        self.events.append("eof")
+        return self.keep_open_on_eof
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.events.append("lost")
+        self.lost.set_result(exc)
+
+
+class Echo(Protocol):
+    def connection_made(self, transport: Transport) -> None:
+        self.transport = transport
+
+    def message_received(self, message: bytes) -> None:
+        self.transport.send(message)
+
+
+@pytest.fixture
+async def echo_server() -> AsyncIterator[aiosock.Server]:
+    server = await aiosock.create_server(Echo, "tcp://127.0.0.1:0", codec=Lines())
+    async with server:
+        yield server
+
+
+async def test_messages_are_framed_both_ways(echo_server: aiosock.Server) -> None:
+    transport, client = await aiosock.create_connection(
+        Recorder, echo_server.addresses[0], codec=Lines()
+    )
+    transport.send(b"one")
+    transport.send(b"")
+    transport.send(b"three")
+    assert [await client.got.get() for _ in range(3)] == [b"one", b"", b"three"]
+    assert transport.peer_address == echo_server.addresses[0]
+    local = transport.local_address
+    assert isinstance(local, aiosock.TCPAddress)
+    assert local.host == "127.0.0.1"
+    transport.close()
+    assert await client.lost is None
+    assert client.events == ["made", "lost"]
+
+
+async def test_send_after_close_raises(echo_server: aiosock.Server) -> None:
+    transport, client = await aiosock.create_connection(
+        Recorder, echo_server.addresses[0], codec=Lines()
+    )
+    transport.close()
+    transport.close()  # idempotent
+    with pytest.raises(ClosedResourceError):
+        transport.send(b"late")
+    await client.lost
+    transport.abort()  # idempotent too, after the end
+
+
+async def test_eof_closes_unless_the_protocol_keeps_it_open() -> None:
+    left, right = socket.socketpair()
+    _, keeper = await aiosock.create_connection(Recorder, f"fd://{left.detach()}")
+    keeper.keep_open_on_eof = True
+    with right:
+        right.sendall(b"bye")
+        right.shutdown(socket.SHUT_WR)
+        assert await keeper.got.get() == b"bye"
+        for _ in range(100):  # bounded: the EOF is already in the socket
+            if "eof" in keeper.events:
+                break
+            await asyncio.sleep(0)
+        assert keeper.events == ["made", "eof"]
+        assert keeper.transport is not None
+        keeper.transport.send(b"still here")  # half-closed: sending works
+        assert await asyncio.get_running_loop().sock_recv(right, 100) == b"still here"
+        keeper.transport.close()
+        assert await keeper.lost is None
+
+
+async def test_eof_inside_a_frame_is_an_incomplete_frame() -> None:
+    left, right = socket.socketpair()
+    _, client = await aiosock.create_connection(
+        Recorder, f"fd://{left.detach()}", codec=LengthPrefixed()
+    )
+    with right:
+        right.sendall(b"\x00\x00\x00\x02ok\x00\x00\x00\x09cut")
+        right.shutdown(socket.SHUT_WR)
+        error = await client.lost
+    assert isinstance(error, IncompleteFrame)
+    assert error.partial == b"\x00\x00\x00\x09cut"
+    assert client.messages == [b"ok"]
+    assert "eof" not in client.events
+
+
+async def test_an_oversize_frame_ends_the_connection_after_the_valid_ones() -> None:
+    left, right = socket.socketpair()
+    _, client = await aiosock.create_connection(
+        Recorder, f"fd://{left.detach()}", codec=Lines(max_length=8)
+    )
+    with right:
+        right.sendall(b"fine\nalso fine\nmuch too long for it\nnever\n")
+        error = await client.lost
+    assert isinstance(error, FrameTooLarge)
+    assert error.limit == 8
+    assert client.messages == [b"fine"]  # "also fine" is 9 bytes: too long
+
+
+async def test_a_large_message_arrives_whole(echo_server: aiosock.Server) -> None:
+    codec = LengthPrefixed(max_size=8 * 1024 * 1024)
+    server = await aiosock.create_server(Echo, "unix:@aiosock-test-large", codec=codec)
+    async with server:
+        transport, client = await aiosock.create_connection(
+            Recorder, server.addresses[0], codec=codec
+        )
+        big = bytes(range(256)) * (4 * 4096)  # 4 MiB: a gather write
+        transport.send(big)
+        assert await client.got.get() == big
+        transport.close()
+        await client.lost
+
+
+async def test_write_buffer_limits_come_from_limits(
+    echo_server: aiosock.Server,
+) -> None:
+    limits = Limits(write_high_water=4096, write_low_water=1024)
+    transport, client = await aiosock.create_connection(
+        Recorder, echo_server.addresses[0], codec=Lines(), limits=limits
+    )
+    assert transport.get_write_buffer_limits() == (1024, 4096)
+    assert transport.get_write_buffer_size() == 0
+    transport.pause_reading()
+    assert not transport.is_reading()
+    transport.resume_reading()
+    assert transport.is_reading()
+    assert transport.get_extra_info("socket").family == socket.AF_INET
+    transport.abort()
+    assert await client.lost is None
+
+
+async def test_idle_connections_are_closed_with_a_timeout_error() -> None:
+    left, right = socket.socketpair()
+    limits = Limits(idle_timeout=0.05)
+    _, client = await aiosock.create_connection(
+        Recorder, f"fd://{left.detach()}", limits=limits
+    )
+    with right:
+        error = await client.lost
+    assert isinstance(error, TimeoutError)
+
+
+async def test_the_adapter_suits_the_loop() -> None:
+    chosen = adapter_class(asyncio.get_running_loop())
+    if type(asyncio.get_running_loop()).__module__.startswith("uvloop"):
+        assert chosen is StreamAdapter
+    else:
+        assert chosen is BufferedStreamAdapter

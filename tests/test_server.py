@@ -1,0 +1,280 @@
+"""Servers: binding, Unix paths, adoption, handler failures, limits, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+
+import aiosock
+from aiosock import Connection, Lines, TCPAddress, UnixAddress
+
+
+async def echo(connection: Connection) -> None:
+    async for message in connection:
+        await connection.send(message)
+
+
+async def round_trip(address: str | aiosock.Address, message: bytes = b"ping") -> bytes:
+    async with await aiosock.connect(address, codec=Lines(), timeout=10) as client:
+        await client.send(message)
+        return await client.receive()
+
+
+async def receive_all(connection: Connection, most: int = 100) -> list[bytes]:
+    """Up to ``most`` messages, until the stream ends (and raises)."""
+    return [await connection.receive() for _ in range(most)]
+
+
+async def test_several_addresses_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "s.sock"
+    async with await aiosock.serve(
+        echo,
+        "tcp://127.0.0.1:0",
+        f"unix://{path}",
+        "unix:@aiosock-srv-multi",
+        codec=Lines(),
+    ) as server:
+        tcp, unix, abstract = server.addresses
+        assert isinstance(tcp, TCPAddress)
+        assert tcp.port != 0
+        assert unix == UnixAddress(path=str(path))
+        assert abstract == UnixAddress(path="aiosock-srv-multi", abstract=True)
+        for address in server.addresses:
+            assert await round_trip(address) == b"ping"
+    assert not path.exists()  # removed on close: it was ours
+
+
+async def test_every_family_on_one_port() -> None:
+    async with await aiosock.serve(echo, "tcp://:0", codec=Lines()) as server:
+        ports = {a.port for a in server.addresses if isinstance(a, TCPAddress)}
+        hosts = {a.host for a in server.addresses if isinstance(a, TCPAddress)}
+        assert len(ports) == 1
+        assert hosts == {"0.0.0.0", "::"}
+        port = ports.pop()
+        assert await round_trip(f"tcp://127.0.0.1:{port}") == b"ping"
+        assert await round_trip(f"tcp://[::1]:{port}") == b"ping"
+
+
+async def test_a_name_binds_what_it_resolves_to() -> None:
+    async with await aiosock.serve(echo, "tcp://localhost:0", codec=Lines()) as server:
+        assert server.addresses
+        for address in server.addresses:
+            assert isinstance(address, TCPAddress)
+            assert await round_trip(address) == b"ping"
+
+
+async def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX) as old:
+        old.bind(str(path))  # bound, never listening, then gone: stale
+    assert stat.S_ISSOCK(path.stat().st_mode)
+    async with await aiosock.serve(echo, f"unix://{path}", codec=Lines()):
+        assert await round_trip(f"unix://{path}") == b"ping"
+
+
+async def test_a_live_server_s_path_is_refused(tmp_path: Path) -> None:
+    path = f"unix://{tmp_path / 'live.sock'}"
+    async with await aiosock.serve(echo, path, codec=Lines()):
+        with pytest.raises(OSError, match="already listening"):
+            await aiosock.serve(echo, path)
+        assert await round_trip(path) == b"ping"  # the first one is untouched
+
+
+async def test_a_file_that_is_not_a_socket_is_never_deleted(tmp_path: Path) -> None:
+    path = tmp_path / "precious.txt"
+    path.write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a socket"):
+        await aiosock.serve(echo, f"unix://{path}")
+    assert path.read_text() == "keep me"
+
+
+async def test_a_path_replaced_after_binding_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "moved.sock"
+    server = await aiosock.serve(echo, f"unix://{path}", unix_mode=0o600)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.unlink()
+    path.write_text("someone else's now")
+    await server.aclose()
+    assert path.read_text() == "someone else's now"
+
+
+async def test_a_failed_bind_leaves_nothing_bound(tmp_path: Path) -> None:
+    taken = socket.create_server(("127.0.0.1", 0))
+    with taken:
+        port = taken.getsockname()[1]
+        path = tmp_path / "first.sock"
+        with pytest.raises(OSError, match="cannot listen"):
+            await aiosock.serve(echo, f"unix://{path}", f"tcp://127.0.0.1:{port}")
+        assert not path.exists()
+
+
+async def test_adopting_a_listening_socket() -> None:
+    listening = socket.create_server(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
+    async with await aiosock.serve(echo, codec=Lines(), sock=listening) as server:
+        assert server.addresses == [TCPAddress(host="127.0.0.1", port=port)]
+        assert await round_trip(f"tcp://127.0.0.1:{port}") == b"ping"
+    other = socket.create_server(("127.0.0.1", 0))
+    port = other.getsockname()[1]
+    async with await aiosock.serve(echo, f"fd://{other.detach()}", codec=Lines()):
+        assert await round_trip(f"tcp://127.0.0.1:{port}") == b"ping"
+
+
+async def test_adopting_a_socket_that_does_not_listen_is_refused() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        with pytest.raises(ValueError, match="not listening"):
+            await aiosock.serve(echo, sock=sock)
+
+
+async def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="at least one address"):
+        await aiosock.serve(echo)
+    with pytest.raises(ValueError, match="datagram address"):
+        await aiosock.serve(echo, "udp://127.0.0.1:0")
+    with pytest.raises(ValueError, match="bad address"):
+        await aiosock.serve(echo, "tcp://127.0.0.1")
+
+
+async def test_a_failing_handler_is_logged_and_disturbs_no_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def picky(connection: Connection) -> None:
+        message = await connection.receive()
+        if message == b"boom":
+            raise RuntimeError("handler exploded")
+        await connection.send(message)
+
+    async with await aiosock.serve(picky, "tcp://127.0.0.1:0", codec=Lines()) as server:
+        address = server.addresses[0]
+        async with await aiosock.connect(address, codec=Lines()) as victim:
+            with caplog.at_level(logging.ERROR, logger="aiosock"):
+                await victim.send(b"boom")
+                with pytest.raises(aiosock.EndOfStream):
+                    await victim.receive()
+        assert await round_trip(address, b"fine") == b"fine"
+        assert server.is_serving()
+    [record] = [r for r in caplog.records if r.name == "aiosock"]
+    assert "handler failed" in record.getMessage()
+    assert "127.0.0.1" in record.getMessage()
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], RuntimeError)
+
+
+async def test_an_oversize_frame_closes_that_connection_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    errors: list[BaseException] = []
+
+    async def strict(connection: Connection) -> None:
+        try:
+            async for message in connection:
+                await connection.send(message)
+        except aiosock.FrameTooLarge as exc:
+            errors.append(exc)
+
+    codec = Lines(max_length=16)
+    async with await aiosock.serve(strict, "tcp://127.0.0.1:0", codec=codec) as server:
+        address = server.addresses[0]
+        async with await aiosock.connect(address) as rogue:
+            await rogue.send(b"ok\n" + b"x" * 1000 + b"\nmore\n")
+            # Closed by the server, maybe with unread bytes (then reset).
+            with pytest.raises((aiosock.EndOfStream, aiosock.BrokenResourceError)):
+                await receive_all(rogue)
+        assert await round_trip(address) == b"ping"
+    assert len(errors) == 1
+    assert isinstance(errors[0], aiosock.FrameTooLarge)
+
+
+async def test_max_connections_holds_back_the_next_one() -> None:
+    release = asyncio.Event()
+    started: list[Connection] = []
+
+    async def hold(connection: Connection) -> None:
+        started.append(connection)
+        await connection.send(b"hello")
+        await release.wait()
+
+    limits = aiosock.Limits(max_connections=1)
+    async with await aiosock.serve(hold, "tcp://127.0.0.1:0", limits=limits) as server:
+        address = server.addresses[0]
+        first = await aiosock.connect(address)
+        assert await first.receive() == b"hello"
+        second = await aiosock.connect(address)  # in the backlog, not accepted
+        pending = asyncio.create_task(second.receive())
+        for _ in range(50):  # turns of the loop, not time
+            await asyncio.sleep(0)
+        assert not pending.done()
+        assert len(started) == 1
+        release.set()  # the first handler returns and its connection closes
+        assert await pending == b"hello"
+        assert len(started) == 2
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_shutdown_lets_handlers_finish_within_the_grace_period() -> None:
+    started, outcome = asyncio.Event(), []
+
+    async def polite(connection: Connection) -> None:
+        started.set()
+        outcome.append(await connection.receive())
+
+    server = await aiosock.serve(polite, "tcp://127.0.0.1:0")
+    async with await aiosock.connect(server.addresses[0]) as client:
+        await started.wait()
+        closing = asyncio.create_task(server.aclose(grace=30))
+        await asyncio.sleep(0)  # one turn: aclose() has begun
+        assert not server.is_serving()
+        with pytest.raises(ConnectionRefusedError):  # accepting stopped at once
+            await aiosock.connect(server.addresses[0], timeout=5)
+        assert not closing.done()  # waiting for the handler
+        await client.send(b"last words")
+        await closing
+    assert outcome == [b"last words"]
+    assert server.connections == 0
+
+
+async def test_shutdown_cancels_handlers_after_the_grace_period() -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def stubborn(connection: Connection) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    server = await aiosock.serve(stubborn, "tcp://127.0.0.1:0")
+    async with await aiosock.connect(server.addresses[0]) as client:
+        await started.wait()
+        await server.aclose(grace=0.01)
+        assert cancelled.is_set()
+        assert server.connections == 0
+        with pytest.raises((aiosock.EndOfStream, aiosock.BrokenResourceError)):
+            await client.receive()
+
+
+async def test_serve_forever_ends_when_cancelled_and_closes_the_server() -> None:
+    server = await aiosock.serve(echo, "tcp://127.0.0.1:0", codec=Lines())
+    task = asyncio.create_task(server.serve_forever())
+    assert await round_trip(server.addresses[0]) == b"ping"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not server.is_serving()
+    with pytest.raises(ConnectionRefusedError):
+        await aiosock.connect(server.addresses[0], timeout=5)
+
+
+async def test_aclose_is_idempotent() -> None:
+    server = await aiosock.serve(echo, "tcp://127.0.0.1:0")
+    await server.aclose()
+    await server.aclose()
+    assert not server.is_serving()
