@@ -23,6 +23,9 @@ __all__ = ["connect", "create_connection"]
 
 P = TypeVar("P", bound=Protocol)
 
+# Pauses between connects to a Unix listener whose backlog is full.
+_UNIX_RETRY_FIRST, _UNIX_RETRY_MAX = 0.001, 0.1
+
 
 async def connect(
     address: str | Address,
@@ -68,7 +71,7 @@ async def create_connection(
                 )
             await loop.create_connection(lambda: adapter, target.host, target.port)
         elif isinstance(target, UnixAddress):
-            sock = await _connect_unix(loop, target)
+            sock = await _connect_unix(target)
             await loop.create_unix_connection(lambda: adapter, sock=sock)
         elif isinstance(target, FdAddress):
             sock = socket.socket(fileno=target.fd)
@@ -81,18 +84,25 @@ async def create_connection(
     return adapter.transport, protocol
 
 
-async def _connect_unix(
-    loop: asyncio.AbstractEventLoop, target: UnixAddress
-) -> socket.socket:
-    # Our own socket, connected by the loop: uvloop cannot connect to an
-    # abstract name itself (it answers EINVAL).
+async def _connect_unix(target: UnixAddress) -> socket.socket:
+    # Connected here, not by the loop: uvloop cannot connect to an abstract
+    # name (EINVAL), and asyncio takes the EAGAIN of a listener whose backlog
+    # is full for a connection in progress, then hands over a socket that
+    # never connected. The kernel signals nothing when the backlog has room
+    # again, so retry with a growing pause (bounded by the caller's timeout).
+    path = "\0" + target.path if target.abstract else target.path
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
-        await loop.sock_connect(
-            sock, "\0" + target.path if target.abstract else target.path
-        )
+        pause = _UNIX_RETRY_FIRST
+        while True:
+            try:
+                sock.connect(path)
+            except BlockingIOError:
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, _UNIX_RETRY_MAX)
+            else:
+                return sock
     except BaseException:
         sock.close()
         raise
-    return sock

@@ -42,6 +42,7 @@ __all__ = [
     "check_half_close",
     "check_messages_both_ways",
     "check_use_after_close",
+    "turns_until",
 ]
 
 Pair = tuple[Connection, Connection]
@@ -123,7 +124,7 @@ async def check_closing_wakes_a_blocked_peer(make_pair: PairMaker) -> None:
     """A receive blocked on either side ends when either side closes."""
     async with asyncio.timeout(CHECK_TIMEOUT), make_pair(FRAMED) as (a, b):
         blocked = asyncio.create_task(b.receive())
-        await _turns(lambda: False, 10)  # let it block
+        await turns_until(lambda: False, 10)  # let it block
         await a.aclose()
         try:
             await blocked
@@ -133,7 +134,7 @@ async def check_closing_wakes_a_blocked_peer(make_pair: PairMaker) -> None:
             raise AssertionError("the peer's receive returned a message after close")
     async with asyncio.timeout(CHECK_TIMEOUT), make_pair(FRAMED) as (a, b):
         blocked = asyncio.create_task(a.receive())
-        await _turns(lambda: False, 10)
+        await turns_until(lambda: False, 10)
         await a.aclose()
         try:
             await blocked
@@ -163,7 +164,7 @@ async def check_concurrent_receives_get_different_messages(
     async with asyncio.timeout(CHECK_TIMEOUT), make_pair(FRAMED) as (a, b):
         first = asyncio.create_task(b.receive())
         second = asyncio.create_task(b.receive())
-        await _turns(lambda: False, 10)
+        await turns_until(lambda: False, 10)
         await a.send(b"one")
         await a.send(b"two")
         got = sorted([await first, await second])
@@ -214,7 +215,7 @@ async def check_backpressure_on_a_peer_that_does_not_read(make_pair: PairMaker) 
                 assert buffered <= high + len(message), f"{buffered} bytes buffered"
 
         sender = asyncio.create_task(flood())
-        blocked = await _turns(lambda: a.transport.get_write_buffer_size() > high)
+        blocked = await turns_until(lambda: a.transport.get_write_buffer_size() > high)
         assert blocked, "send() never waited for a peer that does not read"
         assert not sender.done(), "the sender finished although nobody read"
         stop = True
@@ -224,8 +225,12 @@ async def check_backpressure_on_a_peer_that_does_not_read(make_pair: PairMaker) 
         assert received == sent, f"sent {sent} bytes, {received} arrived"
 
 
-async def _turns(condition: Callable[[], bool], turns: int = _MAX_TURNS) -> bool:
-    """Yield to the loop until ``condition()`` holds, at most ``turns`` times."""
+async def turns_until(condition: Callable[[], bool], turns: int = _MAX_TURNS) -> bool:
+    """Yield to the loop until ``condition()`` holds, at most ``turns`` times.
+
+    For what needs turns of the loop rather than time (a buffer filling
+    up): returns whether the condition came true, never sleeps.
+    """
     for _ in range(turns):
         if condition():
             return True

@@ -1,0 +1,139 @@
+"""Connection beyond the conformance suite: bounds, timeouts, broken peers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+import pytest
+
+import aiosock
+from aiosock import (
+    BrokenResourceError,
+    Connection,
+    EndOfStream,
+    FrameTooLarge,
+    LengthPrefixed,
+    Limits,
+)
+from aiosock.testing.streams import turns_until
+
+
+async def adopt(sock: socket.socket, **options: object) -> Connection:
+    return await aiosock.connect(f"fd://{sock.detach()}", **options)  # type: ignore[arg-type]
+
+
+async def test_reading_pauses_for_a_reader_that_is_behind() -> None:
+    left, right = socket.socketpair()
+    limits = Limits(read_high_water=64 * 1024)
+    conn = await adopt(left, limits=limits)
+    loop = asyncio.get_running_loop()
+    right.setblocking(False)
+    total = 4 * 1024 * 1024
+    with right:
+        writer = asyncio.create_task(loop.sock_sendall(right, bytes(total)))
+        paused = await turns_until(lambda: not conn.transport.is_reading())
+        assert paused, "the connection kept reading for a reader that did not"
+        assert not writer.done()  # the kernel buffers filled up behind it
+        received = 0
+        while received < total:
+            received += len(await conn.receive())
+        await writer
+        assert conn.transport.is_reading()
+    await conn.aclose()
+
+
+async def test_read_timeout_loses_nothing() -> None:
+    left, right = socket.socketpair()
+    conn = await adopt(left, limits=Limits(read_timeout=0.01))
+    with right:
+        with pytest.raises(TimeoutError):
+            await conn.receive()
+        right.sendall(b"late but welcome")
+        assert await conn.receive() == b"late but welcome"
+    await conn.aclose()
+
+
+async def test_iteration_ends_at_eof() -> None:
+    left, right = socket.socketpair()
+    conn = await adopt(left, codec=LengthPrefixed())
+    with right:
+        right.sendall(struct.pack(">I", 1) + b"a" + struct.pack(">I", 0))
+        right.shutdown(socket.SHUT_WR)
+        assert [m async for m in conn] == [b"a", b""]
+        with pytest.raises(EndOfStream):
+            await conn.receive()
+    await conn.aclose()
+
+
+async def test_a_protocol_error_is_raised_after_the_valid_messages() -> None:
+    left, right = socket.socketpair()
+    conn = await adopt(left, codec=LengthPrefixed(max_size=10))
+    with right:
+        right.sendall(struct.pack(">I", 2) + b"ok" + struct.pack(">I", 11))
+        assert await conn.receive() == b"ok"
+        for _ in range(3):  # again and again, with a traceback that does not grow
+            with pytest.raises(FrameTooLarge) as info:
+                await conn.receive()
+            assert len(list(_frames(info.value.__traceback__))) < 10
+    await conn.aclose()
+
+
+def _frames(tb: object) -> list[object]:
+    frames = []
+    while tb is not None:
+        frames.append(tb)
+        tb = tb.tb_next  # type: ignore[attr-defined]
+    return frames
+
+
+async def test_a_reset_wakes_every_waiting_sender() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    loop = asyncio.get_running_loop()
+    with listener:
+        port = listener.getsockname()[1]
+        conn, (peer, _) = await asyncio.gather(
+            aiosock.connect(f"tcp://127.0.0.1:{port}"), loop.sock_accept(listener)
+        )
+    chunk = bytes(256 * 1024)
+
+    async def flood() -> None:
+        for _ in range(1000):  # 256 MiB at most: far past any buffer
+            await conn.send(chunk)
+
+    senders = [asyncio.create_task(flood()) for _ in range(2)]
+    blocked = await turns_until(
+        lambda: conn.transport.get_write_buffer_size() > 64 * 1024, 1_000_000
+    )
+    assert blocked
+    # SO_LINGER 0: close() sends a reset instead of a FIN.
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()
+    async with asyncio.timeout(10):
+        results = await asyncio.gather(*senders, return_exceptions=True)
+    for result in results:
+        assert isinstance(result, BrokenResourceError), results
+        assert isinstance(result.__cause__, OSError)
+    with pytest.raises(BrokenResourceError):
+        await conn.send(b"more")
+    await conn.aclose()
+
+
+async def test_a_peer_that_vanishes_breaks_the_receive_side_too() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    loop = asyncio.get_running_loop()
+    with listener:
+        port = listener.getsockname()[1]
+        conn, (peer, _) = await asyncio.gather(
+            aiosock.connect(f"tcp://127.0.0.1:{port}"), loop.sock_accept(listener)
+        )
+    waiting = asyncio.create_task(conn.receive())
+    await turns_until(lambda: False, 5)
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()
+    with pytest.raises(BrokenResourceError):
+        await waiting
+    await conn.aclose()
