@@ -7,6 +7,7 @@ taken between medians of the same run of the harness, never across runs.
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import shutil
@@ -150,59 +151,85 @@ def fmt_ratio(value: float | None) -> str:
 def chart(cells: Sequence[Cell], path: Path, title: str) -> Path | None:
     """Grouped bars of requests/s per message size, one bar per server row.
 
-    One panel per transport and concurrency (pipelined loads are left to
-    the table). Returns None where matplotlib is not installed.
+    One panel per transport and concurrency, each with the rows that serve
+    that transport; a row keeps its colour in every panel. Pipelined loads
+    are left to the table. Returns None where matplotlib is not installed.
     """
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.patches import Patch
     except ImportError:
         return None
-    plain = [c for c in cells if not c.load.pipeline]
-    panels = sorted({(c.load.transport, c.load.concurrency) for c in plain})
-    if not panels:
+    plain = {(c.row, c.load): c.median_rps for c in cells if not c.load.pipeline}
+    if not plain:
         return None
-    rows = list(dict.fromkeys(c.row for c in plain))
-    cols = len({p[1] for p in panels})
-    nrows = len({p[0] for p in panels})
+    rows = list(dict.fromkeys(row for row, _ in plain))
+    colour = {row: f"C{i % 10}" for i, row in enumerate(rows)}
+    transports = list(dict.fromkeys(load.transport for _, load in plain))
+    levels = sorted({load.concurrency for _, load in plain})
     fig, axes = plt.subplots(
-        nrows, cols, figsize=(5.5 * cols, 3.6 * nrows), squeeze=False
+        len(transports),
+        len(levels),
+        figsize=(5.5 * len(levels), 3.6 * len(transports)),
+        squeeze=False,
     )
-    transports = sorted({p[0] for p in panels})
-    concurrencies = sorted({p[1] for p in panels})
-    width = 0.8 / max(1, len(rows))
-    for transport, concurrency in panels:
-        ax = axes[transports.index(transport)][concurrencies.index(concurrency)]
-        sizes = sorted({c.load.size for c in plain if c.load.transport == transport})
-        for i, row in enumerate(rows):
-            values = [
-                next(
-                    (
-                        c.median_rps
-                        for c in plain
-                        if c.row == row
-                        and c.load
-                        == Load(transport=transport, size=s, concurrency=concurrency)
-                    ),
-                    0.0,
-                )
-                for s in sizes
-            ]
-            xs = [x + (i - (len(rows) - 1) / 2) * width for x in range(len(sizes))]
-            ax.bar(xs, values, width, label=row)
-        ax.set_xticks(range(len(sizes)), [human_size(s) for s in sizes])
-        ax.set_title(f"{transport}, {concurrency} connections", fontsize=10)
+    for (t, transport), (c, concurrency) in itertools.product(
+        enumerate(transports), enumerate(levels)
+    ):
+        ax = axes[t][c]
+        loads = sorted(
+            {
+                load
+                for _, load in plain
+                if (load.transport, load.concurrency) == (transport, concurrency)
+            },
+            key=lambda load: load.size,
+        )
+        here = [row for row in rows if any((row, load) in plain for load in loads)]
+        width = 0.8 / max(1, len(here))
+        for i, row in enumerate(here):
+            offset = (i - (len(here) - 1) / 2) * width
+            values = [plain.get((row, load), 0.0) for load in loads]
+            ax.bar(
+                [x + offset for x in range(len(loads))],
+                values,
+                width,
+                color=colour[row],
+            )
+        ax.set_xticks(range(len(loads)), [human_size(load.size) for load in loads])
+        ax.set_title(f"{transport}, c={concurrency}", fontsize=10)
         ax.set_ylabel("requests/s")
         ax.grid(axis="y", alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(rows), 5), fontsize=8)
+    handles = [Patch(color=colour[row]) for row in rows]
+    fig.legend(handles, rows, loc="lower center", ncol=min(len(rows), 5), fontsize=8)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.08, 1, 0.96))
+    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def write_outputs(
+    out: Path, record: dict[str, Any], references: dict[str, str]
+) -> Path | None:
+    """Write results.md and results.png for a record; return the chart's path."""
+    machine, matrix = record["machine"], record["matrix"]
+    cells = summarise(r for r in record["runs"] if "failed" not in r)
+    kind = "quick" if record["quick"] else "full"
+    title = (
+        f"aiosock benchmark ({kind}), {machine['cpu']}, {machine['cores']} cores, "
+        f"Python {machine['python']}, uvloop {machine['uvloop']}"
+    )
+    header = (
+        f"# {title}\n\nLoad generator: {record['loadgen']}; medians of "
+        f"{matrix['repeat']} runs of {matrix['duration']:g} s after "
+        f"{matrix['warmup']:g} s of warm-up. Ratios are taken within this run.\n\n"
+    )
+    (out / "results.md").write_text(header + markdown(cells, references))
+    return chart(cells, out / "results.png", title)
 
 
 def machine() -> dict[str, Any]:

@@ -341,29 +341,16 @@ def write(
     out: Path, harness: Harness, matrix: Matrix, args: argparse.Namespace
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    machine = report.machine()
-    cells = report.summarise(r for r in harness.runs if "failed" not in r)
-    loadgen = harness.runs[0].get("loadgen", "?") if harness.runs else "?"
     record = {
-        "machine": machine,
+        "machine": report.machine(),
         "matrix": attrs.asdict(matrix),
         "quick": args.quick,
-        "loadgen": loadgen,
+        "loadgen": harness.runs[0].get("loadgen", "?") if harness.runs else "?",
         "failures": harness.failures,
         "runs": harness.runs,
     }
     (out / "results.json").write_text(json.dumps(record, indent=1) + "\n")
-    kind = "quick" if args.quick else "full"
-    title = (
-        f"aiosock benchmark ({kind}), {machine['cpu']}, {machine['cores']} cores, "
-        f"Python {machine['python']}, uvloop {machine['uvloop']}"
-    )
-    header = (
-        f"# {title}\n\nLoad generator: {loadgen}; medians of {matrix.repeat} runs of "
-        f"{matrix.duration:g} s after {matrix.warmup:g} s of warm-up.\n\n"
-    )
-    (out / "results.md").write_text(header + report.markdown(cells, REFERENCE))
-    png = report.chart(cells, out / "results.png", title)
+    png = report.write_outputs(out, record, REFERENCE)
     for failure in harness.failures:
         print(f"failed: {failure}", file=sys.stderr)
     print(f"table: {out / 'results.md'}")
@@ -371,5 +358,17 @@ def write(
     print(f"data:  {out / 'results.json'}")
 
 
+def replot(argv: Sequence[str] | None = None) -> None:
+    """Redraw results.md and results.png of a finished run from its JSON."""
+    parser = argparse.ArgumentParser(description=replot.__doc__)
+    parser.add_argument("out", type=Path, help="a directory holding results.json")
+    out = parser.parse_args(argv).out
+    record = json.loads((out / "results.json").read_text())
+    print(f"chart: {report.write_outputs(out, record, REFERENCE)}")
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    if sys.argv[1:2] == ["replot"]:
+        replot(sys.argv[2:])
+    else:
+        sys.exit(main())

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from benchmarks import procs, report, run
@@ -255,3 +256,20 @@ def test_an_interrupted_run_stops_every_process_and_keeps_what_it_measured(
     record = json.loads((tmp_path / "results.json").read_text())
     assert record["runs"]
     assert server_processes() <= before
+
+
+def test_replot_redraws_a_finished_run(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    runs = [fake_run("asyncio/protocol", 100.0), fake_run(C_ROW, 200.0)]
+    record = {
+        "machine": report.machine(),
+        "matrix": attrs.asdict(run.QUICK),
+        "quick": True,
+        "loadgen": "c",
+        "failures": [],
+        "runs": runs,
+    }
+    (tmp_path / "results.json").write_text(json.dumps(record))
+    run.replot([str(tmp_path)])
+    assert "| asyncio/protocol | 100 |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
