@@ -35,11 +35,15 @@ def test_only_the_loop_module_imports_uvloop() -> None:
     assert importers == {"aio/loops.py"}
 
 
-def test_only_the_asyncio_layer_imports_asyncio() -> None:
+def test_only_the_asyncio_layer_and_what_stands_on_it_import_asyncio() -> None:
+    # The core and the blocking driver must not; the test kit and the
+    # command line are built on the asyncio layer.
     package = Path(__file__).parent.parent / "aiosock"
     importers = {
         path.relative_to(package).parts[0]
         for path in package.rglob("*.py")
         if re.search(r"^\s*(import|from)\s+asyncio\b", path.read_text(), re.MULTILINE)
     }
-    assert importers <= {"aio", "testing"}
+    assert importers <= {"aio", "testing", "cli.py"}
+    assert "core" not in importers
+    assert "sync.py" not in importers
