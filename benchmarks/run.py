@@ -141,17 +141,20 @@ class Harness:
 
     def plan(self) -> Iterator[tuple[str, list[Row], list[Load]]]:
         for transport in self.matrix.transports:
+            kind = KIND[transport]
             selected = [
                 r
                 for r in self.rows
-                if KIND[transport] in r.kinds
+                if (kind in r.kinds or (kind == "stream" and "framed" in r.kinds))
                 and (self.only is None or self.only.search(f"{r.name} {transport}"))
             ]
             if selected:
                 yield transport, selected, self.matrix.loads(transport)
 
     def total(self) -> int:
-        return sum(len(r) * len(ls) * self.matrix.repeat for _, r, ls in self.plan())
+        return sum(
+            len(list(self.schedule(rows, loads))) for _, rows, loads in self.plan()
+        )
 
     def run(self, tmp: Path) -> None:
         server_cpu, loadgen_cpu = procs.pinning()
@@ -183,9 +186,11 @@ class Harness:
         """Every run of one transport: each repetition rotates the row order,
         so that no row always goes first."""
         for load in loads:
+            # A framed server decodes length-prefixed frames: pipelined loads only.
+            rows = [r for r in selected if load.pipeline or "framed" not in r.kinds]
             for rep in range(self.matrix.repeat):
-                shift = rep % len(selected)
-                for row in selected[shift:] + selected[:shift]:
+                shift = rep % len(rows) if rows else 0
+                for row in rows[shift:] + rows[:shift]:
                     yield load, rep, row
 
     def one(
@@ -272,6 +277,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per run")
     parser.add_argument("--loadgen", choices=["auto", "c", "python"], default="auto")
+    parser.add_argument("--transports", type=_names, help="e.g. tcp,unix")
+    parser.add_argument("--sizes", type=_numbers, help="message sizes, e.g. 64,1024")
+    parser.add_argument("--concurrency", type=_numbers, help="e.g. 10,100")
     args = parser.parse_args(argv)
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -284,11 +292,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _numbers(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"numbers must be positive: {text!r}")
+    return values
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(text.split(","))
+    unknown = set(names) - set(KIND)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown transports: {sorted(unknown)}")
+    return names
+
+
 def matrix_for(args: argparse.Namespace) -> Matrix:
     base = QUICK if args.quick else FULL
     changes = {
         k: getattr(args, k)
-        for k in ("repeat", "duration", "warmup")
+        for k in ("repeat", "duration", "warmup", "transports", "sizes", "concurrency")
         if getattr(args, k) is not None
     }
     return attrs.evolve(base, **changes)

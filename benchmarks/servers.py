@@ -30,6 +30,7 @@ import attrs
 if __package__ in (None, ""):  # run as a script: make aiosock importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import aiosock
 from aiosock import (
     Address,
     TCPAddress,
@@ -44,7 +45,11 @@ from aiosock.aio.loops import loop_factory
 # server asks for as much so that it is not held back by a small read.
 READ_SIZE = 256 * 1024
 
-Start = Callable[[Address], Awaitable[tuple[Address, Callable[[], None]]]]
+Close = Callable[[], Awaitable[None]]
+Start = Callable[[Address], Awaitable[tuple[Address, Close]]]
+StreamHandler = (
+    Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]] | None
+)
 
 
 @attrs.frozen
@@ -52,7 +57,9 @@ class Server:
     """How to start one echo server, and the socket kinds it serves."""
 
     start: Start
-    kinds: frozenset[str]  # "stream", "datagram"
+    # "stream": any stream load; "framed": only pipelined loads, whose
+    # length-prefixed frames it decodes; "datagram".
+    kinds: frozenset[str]
 
 
 # ------------------------------------------------------------ protocols
@@ -104,6 +111,22 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
         self.transport.sendto(data, addr)
 
 
+async def echo_frames(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """What an asyncio-streams server does with length-prefixed frames."""
+    try:
+        while True:
+            header = await reader.readexactly(4)
+            payload = await reader.readexactly(int.from_bytes(header, "big"))
+            writer.write(header + payload)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
 async def echo_stream(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
@@ -142,16 +165,25 @@ def bound(
     return template
 
 
-def stream_starter(make: Callable[[], asyncio.BaseProtocol] | None) -> Start:
-    """A starter for a protocol factory, or for the streams API when None."""
+def closer(close: Callable[[], None]) -> Close:
+    async def closing() -> None:
+        close()
 
-    async def start(address: Address) -> tuple[Address, Callable[[], None]]:
+    return closing
+
+
+def stream_starter(
+    make: Callable[[], asyncio.BaseProtocol] | None, handler: StreamHandler = None
+) -> Start:
+    """A starter for a protocol factory, or for a streams ``handler``."""
+
+    async def start(address: Address) -> tuple[Address, Close]:
         loop = asyncio.get_running_loop()
         server: asyncio.base_events.Server
         if isinstance(address, TCPAddress):
             if make is None:
                 server = await asyncio.start_server(
-                    echo_stream, address.host, address.port, limit=READ_SIZE
+                    handler or echo_stream, address.host, address.port, limit=READ_SIZE
                 )
             else:
                 server = await loop.create_server(make, address.host, address.port)
@@ -161,18 +193,18 @@ def stream_starter(make: Callable[[], asyncio.BaseProtocol] | None) -> Start:
             remove_stale_socket(address)
             if make is None:
                 server = await asyncio.start_unix_server(
-                    echo_stream, unix_target(address), limit=READ_SIZE
+                    handler or echo_stream, unix_target(address), limit=READ_SIZE
                 )
             else:
                 server = await loop.create_unix_server(make, unix_target(address))
         else:
             raise SystemExit(f"not a stream address: {address}")
-        return bound(server, address), server.close
+        return bound(server, address), closer(server.close)
 
     return start
 
 
-async def start_datagram(address: Address) -> tuple[Address, Callable[[], None]]:
+async def start_datagram(address: Address) -> tuple[Address, Close]:
     # Both loops get a socket made here: uvloop cannot bind a Unix
     # datagram socket by path itself (uvloop#403), and the same code path
     # keeps the two loops comparable.
@@ -191,14 +223,50 @@ async def start_datagram(address: Address) -> tuple[Address, Callable[[], None]]
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(EchoDatagramProtocol, sock=sock)
-    return bound(sock, address), transport.close
+    return bound(sock, address), closer(transport.close)
 
 
+def aiosock_starter(api: str, codec: aiosock.Codec) -> Start:
+    """aiosock's own echo server: the callback or the async API."""
+
+    async def start(address: Address) -> tuple[Address, Close]:
+        if api == "protocol":
+            server = await aiosock.create_server(EchoAiosock, address, codec=codec)
+        else:
+            server = await aiosock.serve(echo_aiosock, address, codec=codec)
+        return server.addresses[0], lambda: server.aclose(grace=1)
+
+    return start
+
+
+class EchoAiosock(aiosock.Protocol):
+    def connection_made(self, transport: aiosock.Transport) -> None:
+        self.transport = transport
+
+    def message_received(self, message: bytes) -> None:
+        self.transport.send(message)
+
+
+async def echo_aiosock(connection: aiosock.Connection) -> None:
+    async for message in connection:
+        await connection.send(message)
+
+
+STREAM, FRAMED = frozenset({"stream"}), frozenset({"framed"})
 SERVERS: dict[str, Server] = {
-    "protocol": Server(stream_starter(EchoProtocol), frozenset({"stream"})),
-    "buffered": Server(stream_starter(EchoBufferedProtocol), frozenset({"stream"})),
-    "streams": Server(stream_starter(None), frozenset({"stream"})),
+    "protocol": Server(stream_starter(EchoProtocol), STREAM),
+    "buffered": Server(stream_starter(EchoBufferedProtocol), STREAM),
+    "streams": Server(stream_starter(None), STREAM),
+    "streams-framed": Server(stream_starter(None, echo_frames), FRAMED),
     "datagram": Server(start_datagram, frozenset({"datagram"})),
+    "aiosock-protocol": Server(aiosock_starter("protocol", aiosock.Raw()), STREAM),
+    "aiosock-connection": Server(aiosock_starter("stream", aiosock.Raw()), STREAM),
+    "aiosock-protocol-framed": Server(
+        aiosock_starter("protocol", aiosock.LengthPrefixed()), FRAMED
+    ),
+    "aiosock-connection-framed": Server(
+        aiosock_starter("stream", aiosock.LengthPrefixed()), FRAMED
+    ),
 }
 
 
@@ -217,7 +285,7 @@ async def serve(server: Server, address: Address, max_seconds: float) -> None:
     except TimeoutError:
         pass
     finally:
-        close()
+        await close()
         if isinstance(actual, UnixAddress | UnixDatagramAddress):
             remove_stale_socket(actual)
 

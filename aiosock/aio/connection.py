@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import AsyncIterator
 from types import TracebackType
 
 from aiosock.aio.protocol import Protocol, Transport
@@ -50,7 +49,8 @@ class Connection(Protocol):
         self._closed = False  # by aclose() or abort()
         # Why receive() can return no more: None while it still can.
         self._end: Exception | None = None
-        self._lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._lost: asyncio.Future[None] = self._loop.create_future()
 
     # ------------------------------------------------- Protocol callbacks
 
@@ -121,7 +121,7 @@ class Connection(Protocol):
         """
         self.transport.send(message)
         while self._paused_writing:
-            waiter = asyncio.get_running_loop().create_future()
+            waiter = self._loop.create_future()
             self._senders.append(waiter)
             try:
                 await waiter
@@ -146,7 +146,11 @@ class Connection(Protocol):
         stays usable). Cancellation loses no message.
         """
         if not self._queue or self._closed:
-            await self._wait_for_message()
+            if self._limits.read_timeout is None:
+                await self._wait_for_message()
+            else:
+                async with asyncio.timeout(self._limits.read_timeout):
+                    await self._wait_for_message()
         message = self._queue.popleft()
         self._queued -= len(message)
         if self._paused_reading and self._queued <= self._limits.read_high_water // 2:
@@ -155,31 +159,29 @@ class Connection(Protocol):
         return message
 
     async def _wait_for_message(self) -> None:
-        timeout = self._limits.read_timeout
-        async with asyncio.timeout(timeout):
-            while not self._queue or self._closed:
-                if self._closed:
-                    raise ClosedResourceError("the connection was closed")
-                if self._eof:
-                    # Reset the traceback: the same error may be raised on
-                    # every later call, and must not grow each time.
-                    raise (self._end or EndOfStream()).with_traceback(None)
-                waiter = asyncio.get_running_loop().create_future()
-                self._receivers.append(waiter)
-                try:
-                    await waiter
-                finally:
-                    _forget(self._receivers, waiter)
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[bytes]:
-        while True:
+        while not self._queue or self._closed:
+            if self._closed:
+                raise ClosedResourceError("the connection was closed")
+            if self._eof:
+                # Reset the traceback: the same error may be raised on
+                # every later call, and must not grow each time.
+                raise (self._end or EndOfStream()).with_traceback(None)
+            waiter = self._loop.create_future()
+            self._receivers.append(waiter)
             try:
-                yield await self.receive()
-            except EndOfStream:
-                return
+                await waiter
+            finally:
+                _forget(self._receivers, waiter)
+
+    def __aiter__(self) -> Connection:
+        return self
+
+    async def __anext__(self) -> bytes:
+        """The next message; the iteration ends at EOF (``async for``)."""
+        try:
+            return await self.receive()
+        except EndOfStream:
+            raise StopAsyncIteration from None
 
     async def send_eof(self) -> None:
         """Half-close: the peer reads everything sent, then EOF; receiving goes on.
