@@ -13,6 +13,7 @@ import pytest
 
 import aiosock
 from aiosock import Codec, Connection
+from aiosock.testing.memory import memory_connection_pair
 from aiosock.testing.streams import STREAM_CHECKS, Pair, PairMaker
 
 Check = Callable[[PairMaker], Awaitable[None]]
@@ -70,6 +71,7 @@ PAIRS: dict[str, PairMaker] = {
         lambda: f"unix:@aiosock-test-{os.getpid()}-{os.urandom(4).hex()}"
     ),
     "socketpair": socketpair_pair,
+    "memory": memory_connection_pair,
 }
 
 

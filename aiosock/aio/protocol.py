@@ -82,6 +82,7 @@ class Transport:
 
     __slots__ = (
         "_adapter",
+        "_closed_locally",
         "_encode",
         "_eof_sent",
         "_error",
@@ -101,6 +102,7 @@ class Transport:
         # Set once the connection can no longer send; raised by send().
         self._error: Exception | None = None
         self._eof_sent = False
+        self._closed_locally = False
 
     def send(self, message: Buffer) -> None:
         """Encode ``message`` and write it (a gather write for large frames)."""
@@ -138,6 +140,7 @@ class Transport:
         self._transport.abort()
 
     def _closed_here(self) -> None:
+        self._closed_locally = True
         self._error = ClosedResourceError("the connection was closed")
 
     def is_closing(self) -> bool:
@@ -187,7 +190,9 @@ class Transport:
         return self._transport.get_extra_info(name, default)
 
     def _lost(self, exc: Exception | None) -> None:
-        self._error = exc or ClosedResourceError("the connection was closed")
+        # Closed here first: using it is the caller's mistake, whatever came after.
+        if not self._closed_locally:
+            self._error = exc or ClosedResourceError("the connection was closed")
 
 
 class StreamAdapter(asyncio.Protocol):
