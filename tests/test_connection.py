@@ -88,7 +88,8 @@ def _frames(tb: object) -> list[object]:
     return frames
 
 
-async def test_a_reset_wakes_every_waiting_sender() -> None:
+async def tcp_pair() -> tuple[Connection, socket.socket]:
+    """An aiosock client and the plain socket the server side accepted."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.setblocking(False)
     loop = asyncio.get_running_loop()
@@ -97,6 +98,17 @@ async def test_a_reset_wakes_every_waiting_sender() -> None:
         conn, (peer, _) = await asyncio.gather(
             aiosock.connect(f"tcp://127.0.0.1:{port}"), loop.sock_accept(listener)
         )
+    return conn, peer
+
+
+def reset(peer: socket.socket) -> None:
+    # SO_LINGER 0: close() sends a reset instead of a FIN.
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()
+
+
+async def test_a_reset_wakes_every_waiting_sender() -> None:
+    conn, peer = await tcp_pair()
     chunk = bytes(256 * 1024)
 
     async def flood() -> None:
@@ -108,9 +120,7 @@ async def test_a_reset_wakes_every_waiting_sender() -> None:
         lambda: conn.transport.get_write_buffer_size() > 64 * 1024, 1_000_000
     )
     assert blocked
-    # SO_LINGER 0: close() sends a reset instead of a FIN.
-    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    peer.close()
+    reset(peer)
     async with asyncio.timeout(10):
         results = await asyncio.gather(*senders, return_exceptions=True)
     for result in results:
@@ -122,18 +132,10 @@ async def test_a_reset_wakes_every_waiting_sender() -> None:
 
 
 async def test_a_peer_that_vanishes_breaks_the_receive_side_too() -> None:
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.setblocking(False)
-    loop = asyncio.get_running_loop()
-    with listener:
-        port = listener.getsockname()[1]
-        conn, (peer, _) = await asyncio.gather(
-            aiosock.connect(f"tcp://127.0.0.1:{port}"), loop.sock_accept(listener)
-        )
+    conn, peer = await tcp_pair()
     waiting = asyncio.create_task(conn.receive())
     await turns_until(lambda: False, 5)
-    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    peer.close()
+    reset(peer)
     with pytest.raises(BrokenResourceError):
         await waiting
     await conn.aclose()

@@ -298,13 +298,8 @@ async def serve(
     socket paths; ``sock`` adopts a socket that is already listening.
     Raises ``OSError`` if an address cannot be bound (nothing stays bound).
     """
-    limits = limits or Limits()
-    listeners = await _listen(addresses, sock, backlog, unix_mode)
-    return Server(
-        listeners,
-        codec=codec or Raw(max_size=limits.max_frame_size),
-        limits=limits,
-        handler=handler,
+    return await _open(
+        addresses, codec, limits, backlog, unix_mode, sock, handler=handler
     )
 
 
@@ -318,12 +313,34 @@ async def create_server(
     sock: socket.socket | None = None,
 ) -> Server:
     """Like :func:`serve`, with a new ``protocol_factory()`` per connection."""
+    return await _open(
+        addresses,
+        codec,
+        limits,
+        backlog,
+        unix_mode,
+        sock,
+        protocol_factory=protocol_factory,
+    )
+
+
+async def _open(
+    addresses: Iterable[str | Address],
+    codec: Codec | None,
+    limits: Limits | None,
+    backlog: int,
+    unix_mode: int | None,
+    sock: socket.socket | None,
+    *,
+    handler: Handler | None = None,
+    protocol_factory: Callable[[], Protocol] | None = None,
+) -> Server:
     limits = limits or Limits()
-    listeners = await _listen(addresses, sock, backlog, unix_mode)
     return Server(
-        listeners,
+        await _listen(addresses, sock, backlog, unix_mode),
         codec=codec or Raw(max_size=limits.max_frame_size),
         limits=limits,
+        handler=handler,
         protocol_factory=protocol_factory,
     )
 

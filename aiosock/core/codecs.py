@@ -101,6 +101,26 @@ class _DecoderState:
         return exc
 
 
+class _BufferingDecoder(_DecoderState):
+    """A decoder that holds the start of a frame until the rest arrives."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._pending)
+
+    def eof(self) -> None:
+        self._check_usable()
+        self._failure = "the stream already ended"
+        if self._pending:
+            raise IncompleteFrame(bytes(self._pending))
+
+
 def _check_limit(_: object, attribute: attrs.Attribute[int], value: int) -> None:
     if value <= 0:
         raise ValueError(f"{attribute.name} must be positive, got {value}")
@@ -214,22 +234,17 @@ class LengthPrefixed:
         return header + message
 
 
-class _LengthPrefixedDecoder(_DecoderState):
+class _LengthPrefixedDecoder(_BufferingDecoder):
     # _pending holds one partial frame, header included; _frame_end is that
     # frame's whole length once its header is complete, else 0.
-    __slots__ = ("_frame_end", "_header_size", "_max_size", "_pending", "_unpack")
+    __slots__ = ("_frame_end", "_header_size", "_max_size", "_unpack")
 
     def __init__(self, header: struct.Struct, max_size: int) -> None:
         super().__init__()
         self._unpack = header.unpack_from
         self._header_size = header.size
         self._max_size = max_size
-        self._pending = bytearray()
         self._frame_end = 0
-
-    @property
-    def buffered(self) -> int:
-        return len(self._pending)
 
     def feed(self, data: Buffer) -> list[bytes]:
         self._check_usable()
@@ -278,12 +293,6 @@ class _LengthPrefixedDecoder(_DecoderState):
         pending.clear()
         self._frame_end = 0
         return used + need
-
-    def eof(self) -> None:
-        self._check_usable()
-        self._failure = "the stream already ended"
-        if self._pending:
-            raise IncompleteFrame(bytes(self._pending))
 
 
 # ---------------------------------------------------- Delimited and Lines
@@ -373,25 +382,20 @@ class Lines(Delimited):
     delimiter: bytes = attrs.field(default=b"\n", validator=_check_line_ending)
 
 
-class _DelimitedDecoder(_DecoderState):
+class _DelimitedDecoder(_BufferingDecoder):
     # _pending never holds a whole delimiter, so only new bytes are searched
     # (and the len(delimiter) - 1 pending bytes a delimiter may straddle):
     # a long line costs linear time however it is chunked.
-    __slots__ = ("_delimiter", "_keep", "_max_length", "_pending", "_too_long")
+    __slots__ = ("_delimiter", "_keep", "_max_length", "_too_long")
 
     def __init__(self, delimiter: bytes, max_length: int, keep: bool) -> None:
         super().__init__()
         self._delimiter = delimiter
         self._max_length = max_length
         self._keep = keep
-        self._pending = bytearray()
         # A run this long with no delimiter in it holds a message longer
         # than max_length, whatever comes next.
         self._too_long = max_length + len(delimiter)
-
-    @property
-    def buffered(self) -> int:
-        return len(self._pending)
 
     def feed(self, data: Buffer) -> list[bytes]:
         self._check_usable()
@@ -457,9 +461,3 @@ class _DelimitedDecoder(_DecoderState):
                 raise self._fail(
                     FrameTooLarge(size=len(part), limit=limit, messages=out + done)
                 )
-
-    def eof(self) -> None:
-        self._check_usable()
-        self._failure = "the stream already ended"
-        if self._pending:
-            raise IncompleteFrame(bytes(self._pending))
