@@ -70,7 +70,9 @@ def build(name: str) -> Path | None:
     if cc is None:
         return None
     source, binary = HERE / f"{name}.c", BUILD / name
-    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+    if binary.exists() and binary.stat().st_mtime >= max(
+        p.stat().st_mtime for p in (source, HERE / "address.h")
+    ):
         return binary
     BUILD.mkdir(exist_ok=True)
     command = [
