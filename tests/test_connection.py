@@ -139,3 +139,18 @@ async def test_a_peer_that_vanishes_breaks_the_receive_side_too() -> None:
     with pytest.raises(BrokenResourceError):
         await waiting
     await conn.aclose()
+
+
+async def test_replies_held_for_a_batch_leave_even_if_the_handler_stops_early() -> None:
+    left, right = socket.socketpair()
+    conn = await adopt(left, codec=aiosock.Lines())
+    right.setblocking(False)
+    with right:
+        right.sendall(b"first\nsecond\n")  # one read: one batch of two
+        assert await conn.receive() == b"first"
+        await conn.send(b"reply")  # held: "second" is waiting to be answered
+        # The handler now waits on something else; the reply goes anyway.
+        reply = await asyncio.get_running_loop().sock_recv(right, 100)
+        assert reply == b"reply\n"
+        assert await conn.receive() == b"second"
+    await conn.aclose()

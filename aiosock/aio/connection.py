@@ -119,14 +119,18 @@ class Connection(Protocol):
         that were waiting. If cancelled while waiting, the message has
         already been handed to the transport.
         """
-        self.transport.send(message)
+        transport = self.transport
+        transport.send(message)
+        if not self._queue:  # no more input to answer now: write it all
+            transport._uncork()
         while self._paused_writing:
             waiter = self._loop.create_future()
             self._senders.append(waiter)
             try:
                 await waiter
-            finally:
+            except asyncio.CancelledError:
                 _forget(self._senders, waiter)
+                raise
             self._check_can_send()
 
     def _check_can_send(self) -> None:
@@ -153,6 +157,10 @@ class Connection(Protocol):
                     await self._wait_for_message()
         message = self._queue.popleft()
         self._queued -= len(message)
+        if self._queue:
+            # More input is here already: hold the replies to write them
+            # together (until the queue is empty, or the next loop turn).
+            self.transport._cork()
         if self._paused_reading and self._queued <= self._limits.read_high_water // 2:
             self._paused_reading = False
             self.transport.resume_reading()
@@ -166,12 +174,14 @@ class Connection(Protocol):
                 # Reset the traceback: the same error may be raised on
                 # every later call, and must not grow each time.
                 raise (self._end or EndOfStream()).with_traceback(None)
+            self.transport._uncork()  # going idle: nothing may wait behind us
             waiter = self._loop.create_future()
             self._receivers.append(waiter)
             try:
                 await waiter
-            finally:
+            except asyncio.CancelledError:
                 _forget(self._receivers, waiter)
+                raise
 
     def __aiter__(self) -> Connection:
         return self
@@ -232,6 +242,7 @@ def _wake(waiter: asyncio.Future[None], result: None) -> None:
 
 
 def _forget(waiters: Waiters, waiter: asyncio.Future[None]) -> None:
-    # A cancelled waiter is still in the deque; a woken one was popped.
+    # Only a cancelled wait gets here; its waiter is still in the deque
+    # unless it was woken in the same turn.
     with contextlib.suppress(ValueError):
         waiters.remove(waiter)

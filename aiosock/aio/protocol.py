@@ -83,9 +83,13 @@ class Transport:
     __slots__ = (
         "_adapter",
         "_closed_locally",
+        "_cork_limit",
+        "_cork_size",
+        "_corked",
         "_encode",
         "_eof_sent",
         "_error",
+        "_loop",
         "_transport",
         "_write",
         "_writelines",
@@ -103,6 +107,11 @@ class Transport:
         self._error: Exception | None = None
         self._eof_sent = False
         self._closed_locally = False
+        # Sends held back to leave in one write: see _cork().
+        self._corked: list[Buffer] | None = None
+        self._cork_size = 0
+        self._cork_limit = transport.get_write_buffer_limits()[1]
+        self._loop = asyncio.get_running_loop()
 
     def send(self, message: Buffer) -> None:
         """Encode ``message`` and write it (a gather write for large frames)."""
@@ -110,10 +119,43 @@ class Transport:
             raise self._error
         data = self._encode(message)
         self._adapter.active = True
+        corked = self._corked
+        if corked is None:
+            if isinstance(data, bytes):
+                self._write(data)
+            else:
+                self._writelines(data)
+            return
         if isinstance(data, bytes):
-            self._write(data)
+            corked.append(data)
+            self._cork_size += len(data)
         else:
-            self._writelines(data)
+            corked += data
+            self._cork_size += sum(map(len, data))
+        if self._cork_size > self._cork_limit:
+            self._uncork()  # let the transport's flow control see it
+
+    def _cork(self) -> None:
+        """Hold sends back until :meth:`_uncork`, or the next turn of the loop.
+
+        Replies to a batch of messages that arrived together then leave in
+        one system call instead of one each; the loop turn bounds the delay
+        for a caller that stops before uncorking.
+        """
+        if self._corked is None:
+            self._corked = []
+            self._cork_size = 0
+            self._loop.call_soon(self._uncork)
+
+    def _uncork(self) -> None:
+        corked = self._corked
+        self._corked = None
+        if not corked or self._transport.is_closing():
+            return
+        if len(corked) == 1:
+            self._write(corked[0])
+        else:
+            self._writelines(corked)
 
     def send_eof(self) -> None:
         """Half-close: the peer reads what was sent, then EOF; receiving goes on.
@@ -126,16 +168,19 @@ class Transport:
             raise self._error
         self._eof_sent = True
         self._error = ClosedResourceError("cannot send after send_eof()")
+        self._uncork()
         if self._transport.can_write_eof():
             self._transport.write_eof()
 
     def close(self) -> None:
         """Close after the buffered bytes are sent; idempotent."""
+        self._uncork()
         self._closed_here()
         self._transport.close()
 
     def abort(self) -> None:
         """Close now, dropping whatever is buffered; idempotent."""
+        self._corked = None
         self._closed_here()
         self._transport.abort()
 
@@ -158,7 +203,8 @@ class Transport:
 
     def get_write_buffer_size(self) -> int:
         """Bytes accepted by :meth:`send` and not yet handed to the kernel."""
-        return self._transport.get_write_buffer_size()
+        held = self._cork_size if self._corked else 0
+        return self._transport.get_write_buffer_size() + held
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         """(low, high) water marks of the write buffer, in bytes."""
@@ -268,10 +314,15 @@ class StreamAdapter(asyncio.Protocol):
             self._deliver(messages[0])
             return
         deliver = self._deliver
-        for message in messages:
-            if self._closing:  # the protocol closed the connection mid-batch
-                return
-            deliver(message)
+        transport = self.transport
+        transport._cork()  # one write for the replies to the whole batch
+        try:
+            for message in messages:
+                if self._closing:  # the protocol closed the connection mid-batch
+                    return
+                deliver(message)
+        finally:
+            transport._uncork()
 
     data_received = _received
 
