@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import stat
+import struct
 from pathlib import Path
 
 import pytest
@@ -278,3 +280,38 @@ async def test_aclose_is_idempotent() -> None:
     await server.aclose()
     await server.aclose()
     assert not server.is_serving()
+
+
+async def test_a_peer_that_vanishes_is_routine_and_the_server_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[aiosock.Address | None] = []
+
+    async def watcher(connection: Connection) -> None:
+        try:
+            async for message in connection:
+                await connection.send(message)
+        finally:
+            seen.append(connection.peer_address)  # still known after the end
+
+    loop = asyncio.get_running_loop()
+    path = f"unix:@aiosock-vanish-{os.getpid()}"
+    async with await aiosock.serve(watcher, "tcp://127.0.0.1:0", path) as server:
+        for address in server.addresses:
+            for _ in range(3):  # three peers that reset mid-conversation
+                target: str | tuple[str, int]
+                if isinstance(address, TCPAddress):
+                    family, target = socket.AF_INET, (address.host, address.port)
+                else:
+                    assert isinstance(address, UnixAddress)
+                    family, target = socket.AF_UNIX, "\0" + address.path
+                with socket.socket(family) as rogue:
+                    rogue.setblocking(False)
+                    await loop.sock_connect(rogue, target)
+                    await loop.sock_sendall(rogue, b"hello")
+                    assert await loop.sock_recv(rogue, 5) == b"hello"
+                    linger = struct.pack("ii", 1, 0)  # close() resets
+                    rogue.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            assert await round_trip(address) == b"ping"  # still serving
+    assert len(seen) == 8
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

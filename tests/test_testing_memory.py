@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiosock import BrokenResourceError, Limits, Lines, Protocol, Transport
 from aiosock.testing import memory_pair, turns_until
 

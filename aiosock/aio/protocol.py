@@ -89,7 +89,9 @@ class Transport:
         "_encode",
         "_eof_sent",
         "_error",
+        "_local",
         "_loop",
+        "_peer",
         "_transport",
         "_write",
         "_writelines",
@@ -112,6 +114,8 @@ class Transport:
         self._cork_size = 0
         self._cork_limit = transport.get_write_buffer_limits()[1]
         self._loop = asyncio.get_running_loop()
+        self._local = self._address("sockname")
+        self._peer = self._address("peername")
 
     def send(self, message: Buffer) -> None:
         """Encode ``message`` and write it (a gather write for large frames)."""
@@ -217,19 +221,26 @@ class Transport:
 
     @property
     def local_address(self) -> Address | None:
-        return self._address("sockname")
+        """This end's address; None for an unnamed Unix socket."""
+        return self._local
 
     @property
     def peer_address(self) -> Address | None:
         """None for an unnamed Unix peer (a client that never bound)."""
-        return self._address("peername")
+        return self._peer
 
     def _address(self, which: str) -> Address | None:
-        sock = self._transport.get_extra_info("socket")
-        name = self._transport.get_extra_info(which)
-        if sock is None or name is None:
+        # Read once, while the socket is open: uvloop asks the kernel on
+        # every call and fails once the socket is closed, and logs want the
+        # peer's address most after it is gone.
+        try:
+            sock = self._transport.get_extra_info("socket")
+            name = self._transport.get_extra_info(which)
+            if sock is None or name is None:
+                return None
+            return from_sockaddr(sock.family, sock.type, name)
+        except (OSError, ValueError):
             return None
-        return from_sockaddr(sock.family, sock.type, name)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """asyncio's extra info (``"socket"``, ``"peername"``, ...)."""

@@ -24,6 +24,7 @@ from aiosock.aio.listeners import DEFAULT_BACKLOG, Listener, adopt, open_listene
 from aiosock.aio.protocol import Protocol, StreamAdapter, adapter_class
 from aiosock.core.addresses import Address, parse_address
 from aiosock.core.codecs import Codec, Raw
+from aiosock.core.errors import BrokenResourceError, RemoteProtocolError
 from aiosock.core.limits import Limits
 
 __all__ = ["DEFAULT_GRACE", "Handler", "Server", "create_server", "serve"]
@@ -271,14 +272,26 @@ class Server:
 
     @staticmethod
     async def _run_handler(handler: Handler, connection: Connection) -> None:
+        """Run one handler; nothing but cancellation may escape into the group.
+
+        A peer that vanished is routine (debug); a peer that broke the
+        protocol is its fault (warning, one line); anything else is a bug
+        in the handler (error, with the traceback).
+        """
+        peer = connection.peer_address
         try:
             await handler(connection)
+        except BrokenResourceError as exc:
+            logger.debug("connection from %s broke: %s", peer, exc)
+        except RemoteProtocolError as exc:
+            logger.warning("connection from %s closed: %s", peer, exc)
         except Exception:
-            logger.exception(
-                "handler failed for the connection from %s", connection.peer_address
-            )
+            logger.exception("handler failed for the connection from %s", peer)
         finally:
-            await connection.aclose()
+            try:
+                await connection.aclose()
+            except Exception:  # aclose() raising would take the server down
+                logger.exception("closing the connection from %s failed", peer)
 
 
 async def serve(
