@@ -43,7 +43,7 @@ if __package__ in (None, ""):  # run as a script: make the package importable
 from aiosock.aio.loops import loop_factory
 from benchmarks import procs, report
 from benchmarks.report import C_ROW, Load
-from benchmarks.servers import SERVERS
+from benchmarks.servers import ADAPTER_TRIALS, SERVERS
 
 KIND = {"tcp": "stream", "unix": "stream", "udp": "datagram", "unixgram": "datagram"}
 # The raw-callback server each row is held against, on its own loop.
@@ -103,13 +103,16 @@ class Row:
         return [address if part == "{}" else part for part in self.argv]
 
 
-def rows(loops: Sequence[str], echo: Path | None) -> list[Row]:
+def rows(
+    loops: Sequence[str], echo: Path | None, *, adapters: bool = False
+) -> list[Row]:
     limit = ("--max-seconds", str(SERVER_MAX_SECONDS))
     out = []
     if echo is not None:
         both = frozenset({"stream", "datagram"})
         out.append(Row(name=C_ROW, kinds=both, argv=(str(echo), "{}", *limit)))
-    for loop, (name, server) in itertools.product(loops, SERVERS.items()):
+    servers = SERVERS | ADAPTER_TRIALS if adapters else SERVERS
+    for loop, (name, server) in itertools.product(loops, servers.items()):
         module = (sys.executable, "-m", "benchmarks.servers")
         argv = (*module, name, "{}", "--loop", loop, *limit)
         out.append(Row(name=f"{loop}/{name}", kinds=server.kinds, argv=argv))
@@ -278,6 +281,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, help="warm-up seconds per run")
     parser.add_argument("--loadgen", choices=["auto", "c", "python"], default="auto")
     parser.add_argument("--transports", type=_names, help="e.g. tcp,unix")
+    parser.add_argument(
+        "--adapters", action="store_true", help="add aiosock's adapter trial rows"
+    )
     parser.add_argument("--sizes", type=_numbers, help="message sizes, e.g. 64,1024")
     parser.add_argument("--concurrency", type=_numbers, help="e.g. 10,100")
     args = parser.parse_args(argv)
@@ -344,7 +350,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, _request_stop)
     echo = procs.build("echo")
     harness = Harness(
-        matrix, rows(loops_available(), echo), choose_loadgen(args.loadgen), args.only
+        matrix,
+        rows(loops_available(), echo, adapters=args.adapters),
+        choose_loadgen(args.loadgen),
+        args.only,
     )
     server_cpu, loadgen_cpu = procs.pinning()
     print(

@@ -31,6 +31,7 @@ if __package__ in (None, ""):  # run as a script: make aiosock importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiosock
+import aiosock.aio.server
 from aiosock import (
     Address,
     TCPAddress,
@@ -40,6 +41,7 @@ from aiosock import (
     parse_address,
 )
 from aiosock.aio.loops import loop_factory
+from aiosock.aio.protocol import BufferedStreamAdapter, StreamAdapter
 
 # What asyncio's selector transports and uvloop read per call; the streams
 # server asks for as much so that it is not held back by a small read.
@@ -226,10 +228,19 @@ async def start_datagram(address: Address) -> tuple[Address, Close]:
     return bound(sock, address), closer(transport.close)
 
 
-def aiosock_starter(api: str, codec: aiosock.Codec) -> Start:
-    """aiosock's own echo server: the callback or the async API."""
+def aiosock_starter(
+    api: str, codec: aiosock.Codec, adapter: type[StreamAdapter] | None = None
+) -> Start:
+    """aiosock's own echo server: the callback or the async API.
+
+    ``adapter`` forces the asyncio adapter class instead of the one aiosock
+    picks for the loop, to measure that choice (one process per server, so
+    the override touches nothing else).
+    """
 
     async def start(address: Address) -> tuple[Address, Close]:
+        if adapter is not None:
+            aiosock.aio.server.adapter_class = lambda loop: adapter  # type: ignore[attr-defined]
         if api == "protocol":
             server = await aiosock.create_server(EchoAiosock, address, codec=codec)
         else:
@@ -268,6 +279,15 @@ SERVERS: dict[str, Server] = {
         aiosock_starter("stream", aiosock.LengthPrefixed()), FRAMED
     ),
 }
+# The adapter choice measured: not in the default matrix, --adapters adds them.
+ADAPTER_TRIALS: dict[str, Server] = {
+    "aiosock-plain": Server(
+        aiosock_starter("protocol", aiosock.Raw(), StreamAdapter), STREAM
+    ),
+    "aiosock-buffered": Server(
+        aiosock_starter("protocol", aiosock.Raw(), BufferedStreamAdapter), STREAM
+    ),
+}
 
 
 # ------------------------------------------------------------------ main
@@ -292,13 +312,14 @@ async def serve(server: Server, address: Address, max_seconds: float) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("server", choices=sorted(SERVERS))
+    parser.add_argument("server", choices=sorted(SERVERS | ADAPTER_TRIALS))
     parser.add_argument("address", type=parse_address)
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     parser.add_argument("--max-seconds", type=float, default=3600.0)
     args = parser.parse_args(argv)
     with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-        runner.run(serve(SERVERS[args.server], args.address, args.max_seconds))
+        server = (SERVERS | ADAPTER_TRIALS)[args.server]
+        runner.run(serve(server, args.address, args.max_seconds))
 
 
 if __name__ == "__main__":

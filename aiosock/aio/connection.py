@@ -49,6 +49,9 @@ class Connection(Protocol):
         self._closed = False  # by aclose() or abort()
         # Why receive() can return no more: None while it still can.
         self._end: Exception | None = None
+        self._read_timeout = limits.read_timeout
+        self._read_high_water = limits.read_high_water
+        self._resume_reading_at = limits.read_high_water // 2
         self._loop = asyncio.get_running_loop()
         self._lost: asyncio.Future[None] = self._loop.create_future()
 
@@ -60,7 +63,7 @@ class Connection(Protocol):
     def message_received(self, message: bytes) -> None:
         self._queue.append(message)
         self._queued += len(message)
-        if self._queued > self._limits.read_high_water and not self._paused_reading:
+        if self._queued > self._read_high_water and not self._paused_reading:
             self._paused_reading = True
             self.transport.pause_reading()
         if self._receivers:
@@ -150,18 +153,22 @@ class Connection(Protocol):
         stays usable). Cancellation loses no message.
         """
         if not self._queue or self._closed:
-            if self._limits.read_timeout is None:
+            if self._read_timeout is None:
                 await self._wait_for_message()
             else:
-                async with asyncio.timeout(self._limits.read_timeout):
+                async with asyncio.timeout(self._read_timeout):
                     await self._wait_for_message()
+        return self._take()
+
+    def _take(self) -> bytes:
+        """The next queued message (there is one), with the bookkeeping."""
         message = self._queue.popleft()
         self._queued -= len(message)
         if self._queue:
             # More input is here already: hold the replies to write them
             # together (until the queue is empty, or the next loop turn).
             self.transport._cork()
-        if self._paused_reading and self._queued <= self._limits.read_high_water // 2:
+        if self._paused_reading and self._queued <= self._resume_reading_at:
             self._paused_reading = False
             self.transport.resume_reading()
         return message
@@ -188,6 +195,8 @@ class Connection(Protocol):
 
     async def __anext__(self) -> bytes:
         """The next message; the iteration ends at EOF (``async for``)."""
+        if self._queue and not self._closed:  # no wait: skip a coroutine
+            return self._take()
         try:
             return await self.receive()
         except EndOfStream:

@@ -159,7 +159,8 @@ class _RawDecoder(_DecoderState):
         return 0
 
     def feed(self, data: Buffer) -> list[bytes]:
-        self._check_usable()
+        if self._failure is not None:  # inline: feed() is the per-read path
+            self._check_usable()
         if not data:
             return []
         data = data if type(data) is bytes else bytes(data)
@@ -247,7 +248,8 @@ class _LengthPrefixedDecoder(_BufferingDecoder):
         self._frame_end = 0
 
     def feed(self, data: Buffer) -> list[bytes]:
-        self._check_usable()
+        if self._failure is not None:  # inline: feed() is the per-read path
+            self._check_usable()
         data = data if type(data) is bytes else bytes(data)
         out: list[bytes] = []
         pos = self._finish_pending(data, out) if self._pending else 0
@@ -398,7 +400,8 @@ class _DelimitedDecoder(_BufferingDecoder):
         self._too_long = max_length + len(delimiter)
 
     def feed(self, data: Buffer) -> list[bytes]:
-        self._check_usable()
+        if self._failure is not None:  # inline: feed() is the per-read path
+            self._check_usable()
         data = data if type(data) is bytes else bytes(data)
         out: list[bytes] = []
         pending, delimiter = self._pending, self._delimiter
