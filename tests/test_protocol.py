@@ -19,7 +19,6 @@ from aiosock import (
     Protocol,
     Transport,
 )
-from aiosock.aio.protocol import BufferedStreamAdapter, StreamAdapter, adapter_class
 
 
 class Recorder(Protocol):
@@ -184,11 +183,3 @@ async def test_idle_connections_are_closed_with_a_timeout_error() -> None:
     with right:
         error = await client.lost
     assert isinstance(error, TimeoutError)
-
-
-async def test_the_adapter_suits_the_loop() -> None:
-    chosen = adapter_class(asyncio.get_running_loop())
-    if type(asyncio.get_running_loop()).__module__.startswith("uvloop"):
-        assert chosen is StreamAdapter
-    else:
-        assert chosen is BufferedStreamAdapter

@@ -122,7 +122,8 @@ class Connection(Protocol):
         that were waiting. If cancelled while waiting, the message has
         already been handed to the transport.
         """
-        transport = self.transport
+        transport = self._transport
+        assert transport is not None
         transport.send(message)
         if not self._queue:  # no more input to answer now: write it all
             transport._uncork()
@@ -167,7 +168,7 @@ class Connection(Protocol):
         if self._queue:
             # More input is here already: hold the replies to write them
             # together (until the queue is empty, or the next loop turn).
-            self.transport._cork()
+            self._transport._cork()  # type: ignore[union-attr]  # connected
         if self._paused_reading and self._queued <= self._resume_reading_at:
             self._paused_reading = False
             self.transport.resume_reading()

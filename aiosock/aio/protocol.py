@@ -24,7 +24,6 @@ import socket
 from collections.abc import Callable
 from typing import Any, cast
 
-from aiosock.aio.loops import is_uvloop
 from aiosock.core.addresses import Address, from_sockaddr
 from aiosock.core.codecs import Buffer, Codec
 from aiosock.core.errors import (
@@ -35,11 +34,9 @@ from aiosock.core.errors import (
 from aiosock.core.limits import Limits
 
 __all__ = [
-    "BufferedStreamAdapter",
     "Protocol",
     "StreamAdapter",
     "Transport",
-    "adapter_class",
 ]
 
 
@@ -256,6 +253,12 @@ class StreamAdapter(asyncio.Protocol):
     """asyncio's side of a connection: bytes in, messages out to a Protocol.
 
     Internal: applications meet :class:`Protocol` and :class:`Transport`.
+    A plain ``asyncio.Protocol``, not a ``BufferedProtocol`` reading into a
+    reused buffer: measured with aiosock's own echo server (``python -m
+    benchmarks.run --adapters``), the buffered path was slower on asyncio
+    in 9 loads of 10 (median 0.90x: its two calls per read and the copy
+    out of the view cost more than asyncio's allocation) and no faster on
+    uvloop (0.75x to 1.13x, median about 1.0x).
     """
 
     __slots__ = (
@@ -403,36 +406,3 @@ class StreamAdapter(asyncio.Protocol):
             return
         # Between idle_timeout and twice that of silence, both ways.
         self._fail(TimeoutError(f"no traffic for {self._limits.idle_timeout} s"))
-
-
-class BufferedStreamAdapter(StreamAdapter, asyncio.BufferedProtocol):
-    """The adapter reading into one reused buffer per connection.
-
-    asyncio's plain-Protocol path allocates a fresh 256 KiB buffer for
-    every read; this one reads into the same buffer each time and copies
-    out only the bytes that came.
-    """
-
-    __slots__ = ("_buffer", "_view")
-
-    def __init__(self, protocol: Protocol, codec: Codec, limits: Limits) -> None:
-        super().__init__(protocol, codec, limits)
-        self._buffer = bytearray(limits.read_size)
-        self._view = memoryview(self._buffer)
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self._received(self._view[:nbytes])
-
-
-def adapter_class(loop: asyncio.AbstractEventLoop) -> type[StreamAdapter]:
-    """The adapter class that reads fastest on ``loop`` (see the benchmarks).
-
-    uvloop reads into a buffer of its own and hands over exactly the bytes
-    read, so the plain path costs one copy there, like the buffered one,
-    with one call less. asyncio's plain path allocates 256 KiB per read,
-    which the reused buffer avoids.
-    """
-    return StreamAdapter if is_uvloop(loop) else BufferedStreamAdapter
