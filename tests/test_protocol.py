@@ -19,6 +19,7 @@ from aiosock import (
     Protocol,
     Transport,
 )
+from aiosock.aio.protocol import PassThroughAdapter, StreamAdapter, adapter_for
 
 
 class Recorder(Protocol):
@@ -183,3 +184,27 @@ async def test_idle_connections_are_closed_with_a_timeout_error() -> None:
     with right:
         error = await client.lost
     assert isinstance(error, TimeoutError)
+
+
+def test_raw_that_never_splits_a_read_skips_the_decoder() -> None:
+    assert adapter_for(aiosock.Raw()) is PassThroughAdapter
+    assert adapter_for(aiosock.Raw(max_size=4)) is StreamAdapter  # it splits
+    assert adapter_for(Lines()) is StreamAdapter
+
+
+@pytest.mark.parametrize("max_size", [4, 1024 * 1024])
+async def test_raw_chunks_either_way(max_size: int) -> None:
+    left, right = socket.socketpair()
+    codec = aiosock.Raw(max_size=max_size)
+    transport, client = await aiosock.create_connection(
+        Recorder, f"fd://{left.detach()}", codec=codec
+    )
+    with right:
+        right.setblocking(False)
+        transport.send(bytearray(b"x"))  # not bytes: through the codec
+        assert await asyncio.get_running_loop().sock_recv(right, 10) == b"x"
+        right.sendall(b"0123456789")
+        right.shutdown(socket.SHUT_WR)
+        assert await client.lost is None
+    assert b"".join(client.messages) == b"0123456789"
+    assert all(len(m) <= max_size for m in client.messages)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from aiosock.aio.connection import Connection
-from aiosock.aio.protocol import Protocol, StreamAdapter, Transport
+from aiosock.aio.protocol import Protocol, Transport, adapter_for
 from aiosock.core.addresses import (
     Address,
     FdAddress,
@@ -62,7 +62,7 @@ async def create_connection(
     codec = codec or Raw(max_size=limits.max_frame_size)
     loop = asyncio.get_running_loop()
     protocol = protocol_factory()
-    adapter = StreamAdapter(protocol, codec, limits)
+    adapter = adapter_for(codec)(protocol, codec, limits)
     async with asyncio.timeout(timeout):
         if isinstance(target, TCPAddress):
             if not target.host or target.port == 0:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from aiosock.core.addresses import Address, from_sockaddr
-from aiosock.core.codecs import Buffer, Codec
+from aiosock.core.codecs import Buffer, Codec, Raw
 from aiosock.core.errors import (
     ClosedResourceError,
     RemoteProtocolError,
@@ -277,6 +277,8 @@ class StreamAdapter(asyncio.Protocol):
         "on_lost",
     )
 
+    _transport_class: type[Transport] = Transport
+
     def __init__(self, protocol: Protocol, codec: Codec, limits: Limits) -> None:
         self._protocol = protocol
         self._codec = codec
@@ -312,7 +314,7 @@ class StreamAdapter(asyncio.Protocol):
         sock = raw.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._transport = Transport(raw, self._codec, self)
+        self._transport = self._transport_class(raw, self._codec, self)
         if limits.idle_timeout is not None:
             self._arm_idle_timer()
         self._protocol.connection_made(self._transport)
@@ -406,3 +408,44 @@ class StreamAdapter(asyncio.Protocol):
             return
         # Between idle_timeout and twice that of silence, both ways.
         self._fail(TimeoutError(f"no traffic for {self._limits.idle_timeout} s"))
+
+
+class _PassThroughTransport(Transport):
+    """Transport for :class:`Raw`: a bytes message is written as it is."""
+
+    __slots__ = ()
+
+    def send(self, message: Buffer) -> None:
+        if self._error is None and self._corked is None and type(message) is bytes:
+            self._adapter.active = True
+            self._write(message)
+        else:
+            Transport.send(self, message)
+
+
+class PassThroughAdapter(StreamAdapter):
+    """The adapter for :class:`Raw` where it never splits: each read is a message.
+
+    asyncio and uvloop read at most ``LOOP_READ_MAX`` bytes at a time, so a
+    ``Raw`` codec allowing that much would hand every chunk over unchanged;
+    this adapter does so without calling the decoder.
+    """
+
+    __slots__ = ()
+    _transport_class = _PassThroughTransport
+
+    def data_received(self, data: Buffer) -> None:
+        self.active = True
+        self._deliver(cast(bytes, data))  # a loop hands a plain Protocol bytes
+
+
+# What asyncio's selector transports and uvloop read per call, at most.
+LOOP_READ_MAX = 256 * 1024
+
+
+def adapter_for(codec: Codec) -> type[StreamAdapter]:
+    """The adapter class for ``codec``: the pass-through one for a Raw codec
+    that never splits a read, the decoding one otherwise."""
+    if isinstance(codec, Raw) and codec.max_size >= LOOP_READ_MAX:
+        return PassThroughAdapter
+    return StreamAdapter

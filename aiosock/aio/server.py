@@ -21,7 +21,7 @@ from types import TracebackType
 
 from aiosock.aio.connection import Connection
 from aiosock.aio.listeners import DEFAULT_BACKLOG, Listener, adopt, open_listeners
-from aiosock.aio.protocol import Protocol, StreamAdapter
+from aiosock.aio.protocol import Protocol, StreamAdapter, adapter_for
 from aiosock.core.addresses import Address, parse_address
 from aiosock.core.codecs import Codec, Raw
 from aiosock.core.errors import BrokenResourceError, RemoteProtocolError
@@ -77,6 +77,7 @@ class Server:
         self._limits = limits
         self._protocol_factory = protocol_factory
         self._handler = handler
+        self._adapter = adapter_for(codec)
         self._adapters: set[StreamAdapter] = set()
         self._tasks: set[asyncio.Task[None]] = set()  # one per connection
         self._accepting = False
@@ -235,7 +236,7 @@ class Server:
             if self._protocol_factory is not None
             else Connection(self._limits)
         )
-        adapter = StreamAdapter(protocol, self._codec, self._limits)
+        adapter = self._adapter(protocol, self._codec, self._limits)
         adapter.on_lost = self._untrack
         self._adapters.add(adapter)
         self._idle.clear()
