@@ -298,10 +298,6 @@ class StreamAdapter(asyncio.Protocol):
         self.on_lost: Callable[[StreamAdapter], None] | None = None
 
     @property
-    def protocol(self) -> Protocol:
-        return self._protocol
-
-    @property
     def transport(self) -> Transport:
         assert self._transport is not None, "not connected yet"
         return self._transport
