@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import pytest
 
-from benchmarks import procs, report, run
+from benchmarks import micro, procs, report, run
 from benchmarks.report import C_ROW
 from benchmarks.servers import SERVERS
 
@@ -221,6 +221,30 @@ def test_smoke_run_with_the_c_load_generator_and_server(tmp_path: Path) -> None:
     assert record["loadgen"] == "c"
     assert {r["transport"] for r in record["runs"]} == {"tcp", "unixgram"}
     assert server_processes() <= before
+
+
+@pytest.mark.timeout(120)
+def test_micro_measures_each_row_in_a_fresh_process() -> None:
+    argv = [sys.executable, "-m", "benchmarks.micro", "--repeat", "2"]
+    argv += ["--rounds", "40", "--pairs", "2", "--only", "(streams|connection)$"]
+    out = subprocess.run(
+        argv, capture_output=True, text=True, timeout=100, cwd=ROOT, check=True
+    )
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| ")]
+    names = {row.split("|")[1].strip() for row in rows[1:]}
+    rows_asked = {"streams", "aiosock-connection"}
+    assert {f"asyncio/{row}" for row in rows_asked} <= names
+    loops = ("asyncio", "uvloop")
+    assert names <= {f"{loop}/{row}" for loop in loops for row in rows_asked}
+    for row in rows[1:]:
+        assert float(row.split("|")[2].replace(",", "")) > 0
+
+
+def test_micro_refuses_bad_bounds(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--rounds", "1", "--pairs", "2"], ["--size", "0"]):
+        with pytest.raises(SystemExit):
+            micro.parse(argv)
+    assert "--rounds must be" in capsys.readouterr().err
 
 
 @pytest.mark.timeout(120)

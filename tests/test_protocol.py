@@ -19,7 +19,14 @@ from aiosock import (
     Protocol,
     Transport,
 )
-from aiosock.aio.protocol import PassThroughAdapter, StreamAdapter, adapter_for
+from aiosock.aio.loops import is_uvloop
+from aiosock.aio.protocol import (
+    BufferedPassThroughAdapter,
+    BufferedStreamAdapter,
+    PassThroughAdapter,
+    StreamAdapter,
+    adapter_for,
+)
 
 
 class Recorder(Protocol):
@@ -186,10 +193,53 @@ async def test_idle_connections_are_closed_with_a_timeout_error() -> None:
     assert isinstance(error, TimeoutError)
 
 
-def test_raw_that_never_splits_a_read_skips_the_decoder() -> None:
-    assert adapter_for(aiosock.Raw()) is PassThroughAdapter
-    assert adapter_for(aiosock.Raw(max_size=4)) is StreamAdapter  # it splits
-    assert adapter_for(Lines()) is StreamAdapter
+async def test_the_adapter_fits_the_loop_and_the_codec() -> None:
+    loop = asyncio.get_running_loop()
+    limits = Limits()
+    uv = is_uvloop(loop)
+    decoding = StreamAdapter if uv else BufferedStreamAdapter
+    passing = PassThroughAdapter if uv else BufferedPassThroughAdapter
+    assert adapter_for(aiosock.Raw(), limits, loop) is passing
+    assert adapter_for(aiosock.Raw(max_size=4), limits, loop) is decoding  # splits
+    assert adapter_for(Lines(), limits, loop) is decoding
+    # On asyncio's loop aiosock reads limits.read_size at a time itself.
+    small_reads = Limits(read_size=4)
+    expected = decoding if uv else passing
+    assert adapter_for(aiosock.Raw(max_size=4), small_reads, loop) is expected
+
+
+async def test_connections_sharing_a_read_buffer_keep_their_own_bytes() -> None:
+    # On asyncio every connection of the thread reads into one buffer: a
+    # frame left half-done by one read must not see the next read's bytes.
+    pairs = [socket.socketpair() for _ in range(8)]
+    clients = []
+    for left, _ in pairs:
+        _, client = await aiosock.create_connection(
+            Recorder, f"fd://{left.detach()}", codec=Lines()
+        )
+        clients.append(client)
+    for i, (_, right) in enumerate(pairs):
+        right.sendall(b"head-%d-" % i)  # half a line, on every connection
+    for i, (_, right) in enumerate(pairs):
+        right.sendall(b"tail-%d\nsecond-%d\n" % (i, i))
+        right.close()
+    for i, client in enumerate(clients):
+        assert await client.lost is None
+        assert client.messages == [b"head-%d-tail-%d" % (i, i), b"second-%d" % i]
+
+
+async def test_small_reads_pass_raw_chunks_through() -> None:
+    left, right = socket.socketpair()
+    _, client = await aiosock.create_connection(
+        Recorder, f"fd://{left.detach()}", limits=Limits(read_size=16)
+    )
+    with right:
+        right.sendall(bytes(range(100)))
+        right.shutdown(socket.SHUT_WR)
+        assert await client.lost is None
+    assert b"".join(client.messages) == bytes(range(100))
+    if not is_uvloop(asyncio.get_running_loop()):
+        assert max(map(len, client.messages)) <= 16
 
 
 @pytest.mark.parametrize("max_size", [4, 1024 * 1024])

@@ -62,7 +62,7 @@ async def create_connection(
     codec = codec or Raw(max_size=limits.max_frame_size)
     loop = asyncio.get_running_loop()
     protocol = protocol_factory()
-    adapter = adapter_for(codec)(protocol, codec, limits)
+    adapter = adapter_for(codec, limits, loop)(protocol, codec, limits)
     async with asyncio.timeout(timeout):
         if isinstance(target, TCPAddress):
             if not target.host or target.port == 0:

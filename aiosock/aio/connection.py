@@ -67,7 +67,9 @@ class Connection(Protocol):
             self._paused_reading = True
             self.transport.pause_reading()
         if self._receivers:
-            _wake(self._receivers.popleft(), None)
+            waiter = self._receivers.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -125,8 +127,8 @@ class Connection(Protocol):
         transport = self._transport
         assert transport is not None
         transport.send(message)
-        if not self._queue:  # no more input to answer now: write it all
-            transport._uncork()
+        if transport._corked is not None and not self._queue:
+            transport._uncork()  # no more input to answer now: write it all
         while self._paused_writing:
             waiter = self._loop.create_future()
             self._senders.append(waiter)
@@ -176,32 +178,54 @@ class Connection(Protocol):
 
     async def _wait_for_message(self) -> None:
         while not self._queue or self._closed:
-            if self._closed:
-                raise ClosedResourceError("the connection was closed")
-            if self._eof:
-                # Reset the traceback: the same error may be raised on
-                # every later call, and must not grow each time.
-                raise (self._end or EndOfStream()).with_traceback(None)
-            self.transport._uncork()  # going idle: nothing may wait behind us
-            waiter = self._loop.create_future()
-            self._receivers.append(waiter)
+            waiter = self._receiver()
             try:
                 await waiter
             except asyncio.CancelledError:
                 _forget(self._receivers, waiter)
                 raise
 
+    def _receiver(self) -> asyncio.Future[None]:
+        """A future for a receiver to wait on, or why it cannot wait."""
+        if self._closed:
+            raise ClosedResourceError("the connection was closed")
+        if self._eof:
+            # Reset the traceback: the same error may be raised on
+            # every later call, and must not grow each time.
+            raise (self._end or EndOfStream()).with_traceback(None)
+        transport = self._transport
+        assert transport is not None
+        if transport._corked is not None:
+            transport._uncork()  # going idle: nothing may wait behind us
+        waiter = self._loop.create_future()
+        self._receivers.append(waiter)
+        return waiter
+
     def __aiter__(self) -> Connection:
         return self
 
     async def __anext__(self) -> bytes:
-        """The next message; the iteration ends at EOF (``async for``)."""
-        if self._queue and not self._closed:  # no wait: skip a coroutine
-            return self._take()
-        try:
-            return await self.receive()
-        except EndOfStream:
-            raise StopAsyncIteration from None
+        """The next message; the iteration ends at EOF (``async for``).
+
+        Like :meth:`receive`, with the same errors but for EOF.
+        """
+        if self._read_timeout is not None:
+            try:
+                return await self.receive()
+            except EndOfStream:
+                raise StopAsyncIteration from None
+        # _wait_for_message() inlined: a coroutine less per message.
+        while not self._queue or self._closed:
+            try:
+                waiter = self._receiver()
+            except EndOfStream:
+                raise StopAsyncIteration from None
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                _forget(self._receivers, waiter)
+                raise
+        return self._take()
 
     async def send_eof(self) -> None:
         """Half-close: the peer reads everything sent, then EOF; receiving goes on.

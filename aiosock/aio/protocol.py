@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any, cast
 
+from aiosock.aio.loops import is_uvloop
 from aiosock.core.addresses import Address, from_sockaddr
 from aiosock.core.codecs import Buffer, Codec, Raw
 from aiosock.core.errors import (
@@ -34,6 +36,7 @@ from aiosock.core.errors import (
 from aiosock.core.limits import Limits
 
 __all__ = [
+    "BufferedStreamAdapter",
     "Protocol",
     "StreamAdapter",
     "Transport",
@@ -253,12 +256,10 @@ class StreamAdapter(asyncio.Protocol):
     """asyncio's side of a connection: bytes in, messages out to a Protocol.
 
     Internal: applications meet :class:`Protocol` and :class:`Transport`.
-    A plain ``asyncio.Protocol``, not a ``BufferedProtocol`` reading into a
-    reused buffer: measured with aiosock's own echo server (``python -m
-    benchmarks.run --adapters``), the buffered path was slower on asyncio
-    in 9 loads of 10 (median 0.90x: its two calls per read and the copy
-    out of the view cost more than asyncio's allocation) and no faster on
-    uvloop (0.75x to 1.13x, median about 1.0x).
+    This plain ``asyncio.Protocol`` is the adapter on uvloop, which reads
+    into one buffer of its own and hands over bytes of the right size;
+    :class:`BufferedStreamAdapter` is the one on asyncio's loop (see
+    :func:`adapter_for` for why).
     """
 
     __slots__ = (
@@ -406,6 +407,33 @@ class StreamAdapter(asyncio.Protocol):
         self._fail(TimeoutError(f"no traffic for {self._limits.idle_timeout} s"))
 
 
+class BufferedStreamAdapter(StreamAdapter, asyncio.BufferedProtocol):
+    """The adapter on asyncio's own loop: reads into a buffer shared per thread.
+
+    asyncio reads for a plain Protocol into a new 256 KiB ``bytes``, and
+    glibc serves an allocation that large with ``mmap``/``munmap`` until
+    its dynamic threshold has been raised: in a fresh process every read
+    then costs two system calls and page faults (``python -m
+    benchmarks.micro``). ``recv_into`` a reused buffer avoids it. The
+    buffer is shared by every connection of the thread, not one each
+    (``limits.read_size`` per connection would be gigabytes at 10,000
+    connections): asyncio calls ``get_buffer``, reads and calls
+    ``buffer_updated`` in one go, and the decoders copy what they keep.
+    """
+
+    __slots__ = ("_view",)
+
+    def __init__(self, protocol: Protocol, codec: Codec, limits: Limits) -> None:
+        super().__init__(protocol, codec, limits)
+        self._view = _read_buffer(limits.read_size)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._received(self._view[:nbytes])
+
+
 class _PassThroughTransport(Transport):
     """Transport for :class:`Raw`: a bytes message is written as it is."""
 
@@ -422,9 +450,9 @@ class _PassThroughTransport(Transport):
 class PassThroughAdapter(StreamAdapter):
     """The adapter for :class:`Raw` where it never splits: each read is a message.
 
-    asyncio and uvloop read at most ``LOOP_READ_MAX`` bytes at a time, so a
-    ``Raw`` codec allowing that much would hand every chunk over unchanged;
-    this adapter does so without calling the decoder.
+    uvloop reads at most ``LOOP_READ_MAX`` bytes at a time, so a ``Raw``
+    codec allowing that much would hand every chunk over unchanged; this
+    adapter does so without calling the decoder.
     """
 
     __slots__ = ()
@@ -435,13 +463,53 @@ class PassThroughAdapter(StreamAdapter):
         self._deliver(cast(bytes, data))  # a loop hands a plain Protocol bytes
 
 
-# What asyncio's selector transports and uvloop read per call, at most.
+class BufferedPassThroughAdapter(BufferedStreamAdapter):
+    """:class:`PassThroughAdapter` on asyncio's loop: one read, one message."""
+
+    __slots__ = ()
+    _transport_class = _PassThroughTransport
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.active = True
+        self._deliver(self._view[:nbytes].tobytes())
+
+
+# What uvloop reads per call, at most.
 LOOP_READ_MAX = 256 * 1024
 
+_buffers = threading.local()
 
-def adapter_for(codec: Codec) -> type[StreamAdapter]:
-    """The adapter class for ``codec``: the pass-through one for a Raw codec
-    that never splits a read, the decoding one otherwise."""
-    if isinstance(codec, Raw) and codec.max_size >= LOOP_READ_MAX:
-        return PassThroughAdapter
-    return StreamAdapter
+
+def _read_buffer(size: int) -> memoryview:
+    """The read buffer of ``size`` bytes for this thread's loop."""
+    try:
+        cache: dict[int, memoryview] = _buffers.by_size
+    except AttributeError:
+        cache = _buffers.by_size = {}
+    view = cache.get(size)
+    if view is None:
+        view = cache[size] = memoryview(bytearray(size))
+    return view
+
+
+def adapter_for(
+    codec: Codec, limits: Limits, loop: asyncio.AbstractEventLoop
+) -> type[StreamAdapter]:
+    """The adapter class for ``codec`` on ``loop``.
+
+    A ``BufferedProtocol`` on asyncio's loop, a plain ``Protocol`` on
+    uvloop. Measured with ``python -m benchmarks.micro`` (1 KiB ping-pong
+    over 10 Unix socket pairs, CPU time per round trip): on asyncio the
+    buffered adapter is 2x the plain one in a fresh process and even
+    with it once glibc's threshold is up; on uvloop the two are level
+    (uvloop already reads into a buffer of its own), and the plain one
+    is a call less per read. The pass-through variants serve a ``Raw``
+    codec whose ``max_size`` is at least what one read can return.
+    """
+    if is_uvloop(loop):
+        if isinstance(codec, Raw) and codec.max_size >= LOOP_READ_MAX:
+            return PassThroughAdapter
+        return StreamAdapter
+    if isinstance(codec, Raw) and codec.max_size >= limits.read_size:
+        return BufferedPassThroughAdapter
+    return BufferedStreamAdapter

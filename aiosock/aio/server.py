@@ -77,7 +77,7 @@ class Server:
         self._limits = limits
         self._protocol_factory = protocol_factory
         self._handler = handler
-        self._adapter = adapter_for(codec)
+        self._adapter = adapter_for(codec, limits, self._loop)
         self._adapters: set[StreamAdapter] = set()
         self._tasks: set[asyncio.Task[None]] = set()  # one per connection
         self._accepting = False
