@@ -2,19 +2,33 @@
 
 from aiosock.aio.client import connect, create_connection
 from aiosock.aio.connection import Connection
+from aiosock.aio.datagram import (
+    DatagramProtocol,
+    DatagramTransport,
+    Endpoint,
+    connect_datagram,
+    create_datagram_endpoint,
+    open_datagram,
+)
 from aiosock.aio.loops import loop_factory, run
 from aiosock.aio.protocol import Protocol, Transport
 from aiosock.aio.server import Server, create_server, serve
 
 __all__ = [
     "Connection",
+    "DatagramProtocol",
+    "DatagramTransport",
+    "Endpoint",
     "Protocol",
     "Server",
     "Transport",
     "connect",
+    "connect_datagram",
     "create_connection",
+    "create_datagram_endpoint",
     "create_server",
     "loop_factory",
+    "open_datagram",
     "run",
     "serve",
 ]

@@ -29,7 +29,14 @@ from aiosock.core.addresses import (
     from_sockaddr,
 )
 
-__all__ = ["DEFAULT_BACKLOG", "Listener", "adopt", "open_listeners"]
+__all__ = [
+    "DEFAULT_BACKLOG",
+    "Listener",
+    "adopt",
+    "open_listeners",
+    "remove_if_ours",
+    "remove_if_stale",
+]
 
 # 1024: asyncio's default of 100 overflows when a hundred clients connect
 # at once (a benchmark does); the kernel caps it at net.core.somaxconn.
@@ -54,12 +61,17 @@ class Listener:
         """Close the socket and remove its file if it is still ours. Idempotent."""
         self.sock.close()
         if self.created is not None:
-            path, dev, ino = self.created
+            remove_if_ours(self.created)
             self.created = None
-            with contextlib.suppress(FileNotFoundError):
-                info = os.stat(path)
-                if (info.st_dev, info.st_ino) == (dev, ino):
-                    os.unlink(path)
+
+
+def remove_if_ours(created: tuple[str, int, int]) -> None:
+    """Unlink ``path`` if it is still the file (device, inode) we bound."""
+    path, dev, ino = created
+    with contextlib.suppress(FileNotFoundError):
+        info = os.stat(path)
+        if (info.st_dev, info.st_ino) == (dev, ino):
+            os.unlink(path)
 
 
 async def open_listeners(
@@ -138,7 +150,7 @@ def _unix_listener(address: UnixAddress, backlog: int, mode: int | None) -> List
         target = "\0" + address.path
     else:
         target = address.path
-        _remove_if_stale(target)
+        remove_if_stale(target, socket.SOCK_STREAM)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(target)
@@ -156,8 +168,12 @@ def _unix_listener(address: UnixAddress, backlog: int, mode: int | None) -> List
     return Listener(sock=sock, address=address, created=created)
 
 
-def _remove_if_stale(path: str) -> None:
-    """Unlink a socket file nobody accepts on; refuse anything else in the way."""
+def remove_if_stale(path: str, kind: int) -> None:
+    """Unlink a socket file nobody listens on; refuse anything else in the way.
+
+    ``kind`` is the socket type to probe with: a live Unix socket of the
+    other type would refuse the probe as if it were stale.
+    """
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -166,7 +182,7 @@ def _remove_if_stale(path: str) -> None:
         raise FileExistsError(
             errno.EEXIST, f"{path} exists and is not a socket; not removing it"
         )
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+    with socket.socket(socket.AF_UNIX, kind) as probe:
         # Non-blocking: a live server with a full backlog answers EAGAIN
         # instead of keeping us waiting.
         probe.setblocking(False)
@@ -174,4 +190,9 @@ def _remove_if_stale(path: str) -> None:
     if result == errno.ECONNREFUSED:
         os.unlink(path)  # stale: left by a server that is gone
     elif result != errno.ENOENT:
-        raise OSError(errno.EADDRINUSE, f"a server is already listening at {path}")
+        what = (
+            "a server is already listening"
+            if kind == socket.SOCK_STREAM
+            else ("a datagram socket is already bound")
+        )
+        raise OSError(errno.EADDRINUSE, f"{what} at {path}")

@@ -25,6 +25,12 @@ from aiosock.core.codecs import (
     Lines,
     Raw,
 )
+from aiosock.core.datagrams import (
+    DatagramError,
+    DatagramStats,
+    DatagramTooLarge,
+    DatagramTruncated,
+)
 from aiosock.core.errors import (
     AiosockError,
     BrokenResourceError,
@@ -46,6 +52,10 @@ __all__ = [
     "Buffer",
     "ClosedResourceError",
     "Codec",
+    "DatagramError",
+    "DatagramStats",
+    "DatagramTooLarge",
+    "DatagramTruncated",
     "Decoder",
     "Delimited",
     "Encoded",

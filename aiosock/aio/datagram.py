@@ -1,0 +1,983 @@
+"""Datagram endpoints: UDP (v4, v6) and Unix datagram sockets, on any loop.
+
+aiosock reads and writes the socket itself, through the loop's
+``add_reader``/``add_writer``, instead of using the loop's datagram
+transport, for three reasons measured or documented:
+
+- asyncio's transport reads one datagram per loop turn into a new 256 KiB
+  buffer; here every datagram that is ready (up to ``READ_BATCH``) is read
+  per wake-up, into a buffer shared by the thread;
+- uvloop cannot bind a Unix datagram socket by path (uvloop#403) nor answer
+  a sender bound to an abstract name; here the socket is always made by
+  aiosock, so every kind works the same on both loops;
+- neither tells when the kernel cut a datagram longer than the buffer;
+  here ``recvmsg`` reports ``MSG_TRUNC`` with the real length.
+
+Callbacks (:class:`DatagramProtocol`): ``connection_made(transport)``
+once; then any number of ``datagram_received(data, address)`` and
+``error_received(exc)``; then ``connection_lost(exc)`` once, with None
+after :meth:`DatagramTransport.close`. ``error_received`` gets a
+:class:`DatagramError` for a datagram that was cut or does not decode
+(counted; the endpoint goes on) and the ``OSError`` the socket reported,
+such as :class:`ConnectionRefusedError` after an ICMP port unreachable on
+a connected endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import errno
+import ipaddress
+import os
+import socket
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from aiosock.aio.listeners import remove_if_ours, remove_if_stale
+from aiosock.aio.protocol import _read_buffer
+from aiosock.core.addresses import (
+    Address,
+    FdAddress,
+    UDPAddress,
+    UnixDatagramAddress,
+    from_sockaddr,
+    parse_address,
+)
+from aiosock.core.codecs import Buffer, Codec
+from aiosock.core.datagrams import (
+    DatagramError,
+    DatagramQueue,
+    DatagramStats,
+    DatagramTooLarge,
+    DatagramTruncated,
+    decode_datagram,
+    encode_datagram,
+    max_payload,
+)
+from aiosock.core.errors import ClosedResourceError, translate_os_error
+from aiosock.core.limits import Limits
+
+__all__ = [
+    "DatagramProtocol",
+    "DatagramTransport",
+    "Endpoint",
+    "connect_datagram",
+    "create_datagram_endpoint",
+    "open_datagram",
+]
+
+# Datagrams read per wake-up at most, so that one busy socket cannot keep
+# the loop from everything else; asyncio reads one.
+READ_BATCH = 64
+
+# Distinct sender addresses remembered as aiosock addresses; a server with
+# more peers than this converts again, it does not grow without bound.
+_ADDRESS_CACHE = 1024
+
+_MSG_TRUNC = socket.MSG_TRUNC
+_AGAIN = (BlockingIOError, InterruptedError)
+
+P = TypeVar("P", bound="DatagramProtocol")
+T = TypeVar("T")
+Sockaddr = Any  # what the socket module takes and returns: a tuple or a str
+
+
+class DatagramProtocol:
+    """Callbacks for one datagram endpoint: subclass and override what you use.
+
+    See the module docstring for their order and meaning.
+    """
+
+    def connection_made(self, transport: DatagramTransport) -> None:
+        """The endpoint is open; ``transport`` sends on it."""
+
+    def datagram_received(self, data: bytes, address: Address | None) -> None:
+        """One datagram (decoded, with a codec); ``address`` is the sender's,
+        None for an unnamed Unix socket."""
+
+    def error_received(self, exc: Exception) -> None:
+        """A datagram that could not be delivered, or an error of the socket."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The endpoint is closed; ``exc`` says why (None: by this program)."""
+
+    def pause_writing(self) -> None:
+        """The send buffer went above high water: stop sending for now."""
+
+    def resume_writing(self) -> None:
+        """The send buffer drained to low water."""
+
+
+class DatagramTransport:
+    """Sends and receives on one datagram socket that aiosock reads itself.
+
+    ``send`` never blocks: a datagram the socket cannot take now is kept
+    (in order) and sent when it can; :meth:`DatagramProtocol.pause_writing`
+    says when those pass ``limits.write_high_water``. Made by
+    :func:`create_datagram_endpoint`, not by hand.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: DatagramProtocol,
+        *,
+        codec: Codec | None,
+        limits: Limits,
+        created: tuple[str, int, int] | None = None,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._family = sock.family
+        self._protocol = protocol
+        self._codec = codec
+        self._limits = limits
+        self._created = created  # the Unix socket file this endpoint made
+        self.stats = DatagramStats()
+        self._local = _name(sock.family, sock.getsockname)
+        try:
+            self._peer = from_sockaddr(
+                sock.family, socket.SOCK_DGRAM, sock.getpeername()
+            )
+            self.connected = True  # the peer may be unnamed (a socketpair)
+        except OSError:
+            self._peer = None
+            self.connected = False
+        self._max_send = max_payload(self._peer or self._local, limits.max_frame_size)
+        if sock.family == socket.AF_UNIX:
+            self._max_send = min(self._max_send, _unix_send_limit(sock, self._max_send))
+        # One byte more than any datagram we take, so a longer one shows.
+        self._view = _read_buffer(
+            max_payload(self._local or self._peer, limits.max_frame_size) + 1
+        )
+        self._addresses: dict[Sockaddr, Address | None] = {}
+        self._sockaddrs: dict[Address, Sockaddr] = {}
+        self._pending: collections.deque[tuple[Buffer | list[Buffer], Sockaddr]]
+        self._pending = collections.deque()
+        self._pending_size = 0
+        self._writing_paused = False
+        self._reading = False
+        self._closing = False
+        self._closed = False
+        self._error: Exception | None = None
+        self._rearm_scheduled = False
+
+    def _start(self) -> None:
+        self._protocol.connection_made(self)
+        if not self._closing:
+            self.resume_reading()
+
+    # ----------------------------------------------------------- reading
+
+    def _read_ready(self) -> None:
+        view, sock, stats = self._view, self._sock, self.stats
+        protocol, codec = self._protocol, self._codec
+        for _ in range(READ_BATCH):
+            try:
+                nbytes, _, flags, sockaddr = sock.recvmsg_into([view], 0, _MSG_TRUNC)
+            except _AGAIN:
+                return
+            except OSError as exc:  # an ICMP error, or the socket broke
+                if not self._socket_error(exc):
+                    return
+                continue
+            stats.received += 1
+            address = self._address(sockaddr)
+            if flags & _MSG_TRUNC or nbytes >= len(view):
+                stats.truncated += 1
+                protocol.error_received(
+                    DatagramTruncated(
+                        address=address,
+                        size=nbytes,
+                        partial=view[: min(nbytes, len(view) - 1)].tobytes(),
+                    )
+                )
+            elif codec is None:
+                protocol.datagram_received(view[:nbytes].tobytes(), address)
+            else:
+                try:
+                    message = decode_datagram(codec, view[:nbytes].tobytes(), address)
+                except DatagramError as exc:
+                    stats.errors += 1
+                    protocol.error_received(exc)
+                else:
+                    protocol.datagram_received(message, address)
+            if not self._reading:  # paused or closed by a callback
+                return
+
+    def _socket_error(self, exc: OSError) -> bool:
+        """Report an error from the socket; True if reading may go on."""
+        if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+            self._fatal(exc)
+            return False
+        # ICMP errors (refused, unreachable) belong to an earlier datagram;
+        # the socket stays usable, as every OS treats it.
+        self.stats.errors += 1
+        self._schedule_rearm()
+        self._protocol.error_received(exc)
+        return self._reading
+
+    def _schedule_rearm(self) -> None:
+        if not self._rearm_scheduled:
+            self._rearm_scheduled = True
+            self._loop.call_soon(self._rearm)
+
+    def _rearm(self) -> None:
+        """Watch the socket again after it reported an error.
+
+        libuv stops watching a descriptor that polled POLLERR (as an ICMP
+        error makes it) and uvloop forgets its callbacks, after running
+        them once; asyncio keeps them. Registering again after that turn
+        makes both loops go on alike.
+        """
+        self._rearm_scheduled = False
+        if self._closed:
+            return
+        loop, fd = self._loop, self._fd
+        if self._reading:
+            loop.remove_reader(fd)
+            loop.add_reader(fd, self._read_ready)
+        if self._pending:
+            loop.remove_writer(fd)
+            loop.add_writer(fd, self._write_ready)
+
+    def _address(self, sockaddr: Sockaddr) -> Address | None:
+        try:
+            return self._addresses[sockaddr]
+        except KeyError:
+            pass
+        except TypeError:  # not hashable: never, but do not fail a read on it
+            return from_sockaddr(self._family, socket.SOCK_DGRAM, sockaddr)
+        if sockaddr is None:  # an unnamed Unix sender
+            return None
+        if len(self._addresses) >= _ADDRESS_CACHE:
+            self._addresses.clear()
+        address = from_sockaddr(self._family, socket.SOCK_DGRAM, sockaddr)
+        self._addresses[sockaddr] = address
+        return address
+
+    # ----------------------------------------------------------- sending
+
+    def send(self, data: Buffer, address: str | Address | None = None) -> None:
+        """Send ``data`` as one datagram (one frame of the codec, with one).
+
+        ``address`` is required on a bound endpoint and must be left out (or
+        be the peer) on a connected one. Raises :class:`DatagramTooLarge`
+        (nothing sent) above the endpoint's maximum, ``ValueError`` for a
+        wrong or unresolved address (a host name: resolve it first, or use
+        :meth:`Endpoint.send`), :class:`ClosedResourceError` after close,
+        and an ``OSError`` the socket reported for an earlier datagram
+        (``ConnectionRefusedError``: nothing was sent; try again).
+        """
+        if self._error is not None:
+            raise self._error
+        payload = encode_datagram(self._codec, data)
+        size = len(payload) if not isinstance(payload, list) else _total(payload)
+        if size > self._max_send:
+            raise DatagramTooLarge(size=size, limit=self._max_send)
+        target = self._target(address)
+        if not self._pending:
+            try:
+                self._send_now(payload, target)
+            except _AGAIN:
+                pass
+            except OSError as exc:
+                self.stats.errors += 1
+                if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+                    self._fatal(exc)
+                    raise translate_os_error(exc) from exc
+                raise
+            else:
+                self.stats.sent += 1
+                return
+            self._loop.add_writer(self._fd, self._write_ready)
+        self._pending.append((payload, target))
+        self._pending_size += size
+        if not self._writing_paused and self._pending_size > self._high_water():
+            self._writing_paused = True
+            self._protocol.pause_writing()
+
+    def _send_now(self, payload: Buffer | list[Buffer], target: Sockaddr) -> None:
+        sock = self._sock
+        if isinstance(payload, list):
+            if target is None:
+                sock.sendmsg(payload)
+            else:
+                sock.sendmsg(payload, (), 0, target)
+        elif target is None:
+            sock.send(payload)
+        else:
+            sock.sendto(payload, target)
+
+    def _write_ready(self) -> None:
+        pending = self._pending
+        while pending:
+            payload, target = pending[0]
+            try:
+                self._send_now(payload, target)
+            except _AGAIN:
+                return
+            except OSError as exc:
+                # The datagram is lost: say so, and go on with the next.
+                self.stats.errors += 1
+                if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+                    self._fatal(exc)
+                    return
+                self._schedule_rearm()
+                self._protocol.error_received(exc)
+            else:
+                self.stats.sent += 1
+            pending.popleft()
+            self._pending_size -= (
+                len(payload) if not isinstance(payload, list) else _total(payload)
+            )
+        self._loop.remove_writer(self._fd)
+        self._pending_size = 0
+        if self._writing_paused:
+            self._writing_paused = False
+            self._protocol.resume_writing()
+        if self._closing:
+            self._finish(None)
+
+    def _high_water(self) -> int:
+        return self._limits.write_high_water
+
+    def _target(self, address: str | Address | None) -> Sockaddr:
+        """The socket address to send to, None for the connected peer."""
+        if address is None:
+            if not self.connected:
+                raise ValueError("this endpoint is not connected: give an address")
+            return None
+        if isinstance(address, str):
+            address = parse_address(address)
+        if self.connected:
+            if address != self._peer:
+                raise ValueError(
+                    f"this endpoint is connected to {self._peer}: "
+                    f"it cannot send to {address}"
+                )
+            return None
+        try:
+            return self._sockaddrs[address]
+        except KeyError:
+            pass
+        sockaddr = _sockaddr(address, self._family)
+        if len(self._sockaddrs) >= _ADDRESS_CACHE:
+            self._sockaddrs.clear()
+        self._sockaddrs[address] = sockaddr
+        return sockaddr
+
+    # ------------------------------------------------------- the rest
+
+    @property
+    def local_address(self) -> Address | None:
+        """This end's address; None for an unnamed Unix socket."""
+        return self._local
+
+    @property
+    def peer_address(self) -> Address | None:
+        """The connected peer's address; None when not connected (or unnamed)."""
+        return self._peer
+
+    @property
+    def max_datagram_size(self) -> int:
+        """The largest datagram :meth:`send` takes."""
+        return self._max_send
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes of datagrams accepted by :meth:`send` and not yet sent."""
+        return self._pending_size
+
+    def pause_reading(self) -> None:
+        """Stop reading the socket: datagrams wait in the kernel (or drop there)."""
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+
+    def resume_reading(self) -> None:
+        if not self._reading and not self._closing:
+            self._reading = True
+            self._loop.add_reader(self._fd, self._read_ready)
+
+    def is_reading(self) -> bool:
+        return self._reading
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """``"socket"``, ``"sockname"`` or ``"peername"``, as asyncio names them."""
+        if name == "socket":
+            return self._sock
+        if name in ("sockname", "peername"):
+            call = (
+                self._sock.getsockname if name == "sockname" else self._sock.getpeername
+            )
+            with contextlib.suppress(OSError):
+                return call()
+        return default
+
+    def close(self) -> None:
+        """Stop reading; close once the datagrams kept for sending are sent.
+
+        Idempotent. ``connection_lost(None)`` follows on a later loop turn.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        self._error = ClosedResourceError("the endpoint was closed")
+        self.pause_reading()
+        self._reading = False
+        if not self._pending:
+            self._finish(None)
+
+    def abort(self) -> None:
+        """Close now, dropping datagrams not yet sent. Idempotent."""
+        self._closing = True
+        if self._error is None:
+            self._error = ClosedResourceError("the endpoint was closed")
+        self.pause_reading()
+        self._finish(None)
+
+    def _fatal(self, exc: OSError) -> None:
+        error = translate_os_error(exc)
+        error.__cause__ = exc
+        self._closing = True
+        self._error = error
+        self.pause_reading()
+        self._finish(error)
+
+    def _finish(self, exc: Exception | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._pending:
+            self._pending.clear()
+            self._pending_size = 0
+            self._loop.remove_writer(self._fd)
+        self._loop.call_soon(self._lost, exc)
+
+    def _lost(self, exc: Exception | None) -> None:
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            self._sock.close()
+            if self._created is not None:
+                remove_if_ours(self._created)
+                self._created = None
+
+
+def _name(family: int, call: Callable[[], Sockaddr]) -> Address | None:
+    try:
+        return from_sockaddr(family, socket.SOCK_DGRAM, call())
+    except OSError:  # not connected
+        return None
+
+
+def _unix_send_limit(sock: socket.socket, wanted: int) -> int:
+    """The largest Unix datagram ``sock`` can send, after asking for ``wanted``.
+
+    Linux refuses (EMSGSIZE) a Unix datagram longer than the send buffer
+    less 32 bytes; the buffer can grow up to ``net.core.wmem_max``.
+    """
+    with contextlib.suppress(OSError):
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < wanted + 32:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, wanted + 32)
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) - 32
+
+
+def _total(parts: list[Buffer]) -> int:
+    return sum(map(len, parts))
+
+
+def _sockaddr(address: Address, family: int) -> Sockaddr:
+    """What ``sendto`` takes for ``address`` on a socket of ``family``."""
+    if isinstance(address, UDPAddress):
+        if family not in (socket.AF_INET, socket.AF_INET6):
+            raise ValueError(f"cannot send to {address} from a Unix socket")
+        try:
+            ip = ipaddress.ip_address(address.host)
+        except ValueError:
+            raise ValueError(
+                f"{address.host!r} is a name: resolve it first, or use Endpoint.send()"
+            ) from None
+        if ip.version == 4 and family == socket.AF_INET6:
+            return (f"::ffff:{ip}", address.port)  # a dual-stack socket
+        if ip.version == 6 and family == socket.AF_INET:
+            raise ValueError(f"cannot send to {address} from an IPv4 socket")
+        return (address.host, address.port)
+    if isinstance(address, UnixDatagramAddress):
+        if family != socket.AF_UNIX:
+            raise ValueError(f"cannot send to {address} from a UDP socket")
+        return "\0" + address.path if address.abstract else address.path
+    raise ValueError(f"{address} is not a datagram address")
+
+
+# ------------------------------------------------------------ async API
+
+Received = tuple[bytes, Address | None]
+
+
+class Endpoint(DatagramProtocol, Generic[T]):
+    """A datagram endpoint with awaitable ``send`` and ``receive``.
+
+    Made by :func:`open_datagram` (bound: ``receive()`` returns
+    ``(data, address)``) or :func:`connect_datagram` (connected:
+    ``receive()`` returns ``data``). Use it as ``async with`` to close it.
+
+    Datagrams wait in a queue of ``limits.datagram_queue`` for a reader;
+    a full queue drops per ``limits.datagram_overflow``, counted in
+    :attr:`stats`. The socket is always read, so a slow reader loses
+    datagrams here, counted, instead of in the kernel, unseen.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._transport: DatagramTransport | None = None
+        self.stats = DatagramStats()
+        self._queue: DatagramQueue[Received | DatagramError] = DatagramQueue(
+            limits.datagram_queue, limits.datagram_overflow, self.stats
+        )
+        self._receivers: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._senders: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._paused_writing = False
+        self._pending_error: OSError | None = None  # from the socket, not yet raised
+        self._end: Exception | None = None  # why receive() can return no more
+        self._closed = False
+        self._connected = False
+        self._loop = asyncio.get_running_loop()
+        self._lost: asyncio.Future[None] = self._loop.create_future()
+
+    # ------------------------------------------------------ callbacks
+
+    def connection_made(self, transport: DatagramTransport) -> None:
+        self._transport = transport
+        transport.stats = self.stats  # one set of counters for both layers
+        self._queue.stats = self.stats
+        self._connected = transport.connected
+
+    def datagram_received(self, data: bytes, address: Address | None) -> None:
+        self._queue.push((data, address))
+        self._wake_one()
+
+    def error_received(self, exc: Exception) -> None:
+        if isinstance(exc, DatagramError):
+            self._queue.push(exc)  # in order, and bounded like any datagram
+            self._wake_one()
+        elif isinstance(exc, OSError):
+            self._pending_error = exc
+            self._wake_all(self._receivers)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._end is None:
+            self._end = exc or ClosedResourceError("the endpoint was closed")
+        self._wake_all(self._receivers)
+        self._wake_all(self._senders)
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        self._wake_all(self._senders)
+
+    def _wake_one(self) -> None:
+        receivers = self._receivers
+        while receivers:
+            waiter = receivers.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    @staticmethod
+    def _wake_all(waiters: collections.deque[asyncio.Future[None]]) -> None:
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # ------------------------------------------------------------ API
+
+    @property
+    def transport(self) -> DatagramTransport:
+        assert self._transport is not None, "not open"
+        return self._transport
+
+    @property
+    def local_address(self) -> Address | None:
+        return self.transport.local_address
+
+    @property
+    def peer_address(self) -> Address | None:
+        """The connected peer; None for a bound endpoint (or an unnamed peer)."""
+        return self.transport.peer_address
+
+    @property
+    def max_datagram_size(self) -> int:
+        return self.transport.max_datagram_size
+
+    async def send(self, data: Buffer, address: str | Address | None = None) -> None:
+        """Send one datagram; wait while the send buffer is above high water.
+
+        As :meth:`DatagramTransport.send`, and a host name in ``address`` is
+        resolved (the first address of the socket's family). A socket error
+        reported for an earlier datagram (ICMP: ``ConnectionRefusedError``)
+        is raised here if no receive raised it first; the endpoint stays
+        usable. Delivery is not confirmed: datagrams may be lost.
+        """
+        self._raise_pending()
+        transport = self.transport
+        if address is not None:
+            address = await self._resolve(address)
+        transport.send(data, address)
+        while self._paused_writing:
+            waiter = self._loop.create_future()
+            self._senders.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                with contextlib.suppress(ValueError):
+                    self._senders.remove(waiter)
+                raise
+            if transport._error is not None:
+                raise transport._error
+
+    async def _resolve(self, address: str | Address) -> Address:
+        if isinstance(address, str):
+            address = parse_address(address)
+        if not isinstance(address, UDPAddress) or _is_ip(address.host):
+            return address
+        family = self.transport._family
+        infos = await self._loop.getaddrinfo(
+            address.host, address.port, family=family, type=socket.SOCK_DGRAM
+        )
+        host = str(infos[0][4][0])
+        return UDPAddress(host=host, port=address.port)
+
+    def _raise_pending(self) -> None:
+        error = self._pending_error
+        if error is not None:
+            self._pending_error = None
+            raise error.with_traceback(None)
+
+    async def receive(self) -> T:
+        """The next datagram: ``(data, address)`` when bound, ``data`` when connected.
+
+        Raises, and the endpoint stays usable: a :class:`DatagramError` for
+        a datagram that was cut or did not decode (in its place in the
+        order); the ``OSError`` the socket reported (ICMP, on a connected
+        endpoint: ``ConnectionRefusedError``), once. Raises
+        :class:`ClosedResourceError` after :meth:`aclose`, and
+        :class:`TimeoutError` after ``limits.read_timeout``. Cancellation
+        loses no datagram.
+        """
+        item = await self._next()
+        if isinstance(item, DatagramError):
+            raise item
+        return item[0] if self._connected else item  # type: ignore[return-value]
+
+    async def _next(self) -> Received | DatagramError:
+        queue = self._queue
+        if not queue or self._pending_error is not None:
+            if self._limits.read_timeout is None:
+                await self._wait()
+            else:
+                async with asyncio.timeout(self._limits.read_timeout):
+                    await self._wait()
+        return queue.pop()
+
+    async def _wait(self) -> None:
+        while True:
+            self._raise_pending()
+            if self._closed:
+                raise ClosedResourceError("the endpoint was closed")
+            if self._queue:
+                return
+            if self._end is not None:
+                raise self._end.with_traceback(None)
+            waiter = self._loop.create_future()
+            self._receivers.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                with contextlib.suppress(ValueError):
+                    self._receivers.remove(waiter)
+                raise
+
+    def __aiter__(self) -> Endpoint[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        """The next good datagram, as :meth:`receive` returns it.
+
+        The iteration skips datagrams that were cut or did not decode (they
+        are in :attr:`stats`), so garbage from the network cannot end a
+        server's loop; it ends when the endpoint is closed. Socket errors
+        (ICMP) are raised, as by :meth:`receive`.
+        """
+        while True:
+            try:
+                item = await self._next()
+            except ClosedResourceError:
+                raise StopAsyncIteration from None
+            if not isinstance(item, DatagramError):
+                return item[0] if self._connected else item  # type: ignore[return-value]
+
+    async def aclose(self) -> None:
+        """Close: send what is kept for sending (at most ``limits.close_timeout``),
+        then release the socket. Idempotent; if cancelled, aborts and re-raises."""
+        self._closed = True
+        self._wake_all(self._receivers)
+        transport = self.transport
+        transport.close()
+        try:
+            async with asyncio.timeout(self._limits.close_timeout):
+                await asyncio.shield(self._lost)
+        except TimeoutError:
+            transport.abort()
+        except asyncio.CancelledError:
+            transport.abort()
+            raise
+
+    async def __aenter__(self) -> Endpoint[T]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------- opening
+
+
+async def create_datagram_endpoint(
+    protocol_factory: Callable[[], P],
+    *,
+    local: str | Address | None = None,
+    remote: str | Address | None = None,
+    codec: Codec | None = None,
+    limits: Limits | None = None,
+    sock: socket.socket | None = None,
+    unix_mode: int | None = None,
+) -> tuple[DatagramTransport, P]:
+    """Open a datagram socket bound to ``local``, connected to ``remote``, or both.
+
+    Or adopt ``sock`` (or ``local="fd://N"``), a datagram socket already
+    bound or connected. A Unix path: a stale socket file is replaced, a
+    path where an endpoint is alive refused, anything else never deleted,
+    and the file is removed on close only if it is still the one made
+    here (``unix_mode`` sets its mode). A connected Unix endpoint with no
+    ``local`` is bound to an abstract name of its own (Linux auto-bind)
+    so that its peer can answer it. Raises ``OSError`` (refused, in use,
+    no such file), ``ValueError`` for a stream address or mismatched
+    families, and leaves no socket open when it fails or is cancelled.
+    """
+    limits = limits or Limits()
+    local_address = parse_address(local) if isinstance(local, str) else local
+    remote_address = parse_address(remote) if isinstance(remote, str) else remote
+    created = None
+    if sock is None and isinstance(local_address, FdAddress):
+        sock = socket.socket(fileno=local_address.fd)
+        local_address = None
+    if sock is not None:
+        _check_adopted(sock)
+    else:
+        sock, created = await _open_socket(local_address, remote_address, unix_mode)
+    try:
+        sock.setblocking(False)
+        protocol = protocol_factory()
+        transport = DatagramTransport(
+            sock, protocol, codec=codec, limits=limits, created=created
+        )
+    except BaseException:
+        sock.close()
+        if created is not None:
+            remove_if_ours(created)
+        raise
+    transport._start()
+    return transport, protocol
+
+
+async def open_datagram(
+    local: str | Address,
+    *,
+    codec: Codec | None = None,
+    limits: Limits | None = None,
+    unix_mode: int | None = None,
+) -> Endpoint[Received]:
+    """A bound endpoint: ``receive()`` returns ``(data, address)``, ``send``
+    takes an address. ``udp://:PORT`` takes datagrams of both IP families
+    where the machine has IPv6; port 0 picks a free port (see
+    ``local_address``). See :func:`create_datagram_endpoint`."""
+    limits = limits or Limits()
+    _, endpoint = await create_datagram_endpoint(
+        lambda: Endpoint[Received](limits),
+        local=local,
+        codec=codec,
+        limits=limits,
+        unix_mode=unix_mode,
+    )
+    if endpoint.transport.connected:  # an adopted socket
+        endpoint.transport.abort()
+        raise ValueError(f"{local} is connected: use connect_datagram()")
+    return endpoint
+
+
+async def connect_datagram(
+    remote: str | Address,
+    *,
+    local: str | Address | None = None,
+    codec: Codec | None = None,
+    limits: Limits | None = None,
+) -> Endpoint[bytes]:
+    """A connected endpoint: ``send(data)``, ``receive()`` returns ``data``,
+    and only the peer's datagrams arrive; ``fd://N`` adopts a socket that is
+    already connected. ICMP errors for what it sent
+    surface on the next call. See :func:`create_datagram_endpoint`."""
+    limits = limits or Limits()
+    target: Address | None = (
+        parse_address(remote) if isinstance(remote, str) else remote
+    )
+    if isinstance(target, FdAddress):  # adopt a connected socket
+        local, target = target, None
+    _, endpoint = await create_datagram_endpoint(
+        lambda: Endpoint[bytes](limits),
+        local=local,
+        remote=target,
+        codec=codec,
+        limits=limits,
+    )
+    if not endpoint.transport.connected:
+        endpoint.transport.abort()
+        raise ValueError(f"{local} is not connected: use open_datagram()")
+    return endpoint
+
+
+def _check_adopted(sock: socket.socket) -> None:
+    if sock.type != socket.SOCK_DGRAM:
+        sock.detach()
+        raise ValueError(f"socket {sock.fileno()} is not a datagram socket")
+
+
+async def _open_socket(
+    local: Address | None, remote: Address | None, unix_mode: int | None
+) -> tuple[socket.socket, tuple[str, int, int] | None]:
+    if local is None and remote is None:
+        raise ValueError("give a local address, a remote one, or both")
+    for address in (local, remote):
+        if address is not None and not isinstance(
+            address, UDPAddress | UnixDatagramAddress
+        ):
+            raise ValueError(f"{address} is not a datagram address (udp, unixgram)")
+    if isinstance(local, UDPAddress) or isinstance(remote, UDPAddress):
+        if not all(isinstance(a, UDPAddress | None) for a in (local, remote)):
+            raise ValueError(f"cannot mix {local} and {remote}")
+        return await _udp_socket(local, remote), None  # type: ignore[arg-type]
+    return _unix_socket(local, remote, unix_mode)  # type: ignore[arg-type]
+
+
+async def _udp_socket(
+    local: UDPAddress | None, remote: UDPAddress | None
+) -> socket.socket:
+    loop = asyncio.get_running_loop()
+    remote_info = None
+    if remote is not None:
+        if not remote.host or remote.port == 0:
+            raise ValueError(f"cannot connect to {remote}: it needs a host and a port")
+        infos = await loop.getaddrinfo(remote.host, remote.port, type=socket.SOCK_DGRAM)
+        remote_info = infos[0]
+    family, local_sockaddr = await _udp_local(local, remote_info)
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        if family == socket.AF_INET6 and local is not None and not local.host:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        if local_sockaddr is not None:
+            sock.bind(local_sockaddr)
+        if remote_info is not None:
+            sock.connect(remote_info[4])
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _udp_local(
+    local: UDPAddress | None, remote_info: Any
+) -> tuple[int, Sockaddr | None]:
+    """The family of the socket to make and where to bind it (None: nowhere)."""
+    if local is None:
+        return remote_info[0], None
+    if not local.host:  # every interface: dual-stack where IPv6 exists
+        if remote_info is not None:
+            wildcard = "::" if remote_info[0] == socket.AF_INET6 else "0.0.0.0"
+            return remote_info[0], (wildcard, local.port)
+        if socket.has_ipv6 and _ipv6_works():
+            return socket.AF_INET6, ("::", local.port)
+        return socket.AF_INET, ("0.0.0.0", local.port)
+    loop = asyncio.get_running_loop()
+    family = remote_info[0] if remote_info is not None else 0
+    infos = await loop.getaddrinfo(
+        local.host,
+        local.port,
+        family=family,
+        type=socket.SOCK_DGRAM,
+        flags=socket.AI_PASSIVE,
+    )
+    return infos[0][0], infos[0][4]
+
+
+def _ipv6_works() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM):
+            return True
+    except OSError:
+        return False
+
+
+def _unix_socket(
+    local: UnixDatagramAddress | None,
+    remote: UnixDatagramAddress | None,
+    unix_mode: int | None,
+) -> tuple[socket.socket, tuple[str, int, int] | None]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    created = None
+    try:
+        sock.setblocking(False)
+        if local is None:
+            sock.bind("")  # Linux auto-bind: an abstract name the peer can answer
+        elif local.abstract:
+            sock.bind("\0" + local.path)
+        else:
+            remove_if_stale(local.path, socket.SOCK_DGRAM)
+            sock.bind(local.path)
+            info = os.stat(local.path)
+            created = (local.path, info.st_dev, info.st_ino)
+            if unix_mode is not None:
+                os.chmod(local.path, unix_mode)
+        if remote is not None:
+            sock.connect("\0" + remote.path if remote.abstract else remote.path)
+    except BaseException:
+        sock.close()
+        if created is not None:
+            remove_if_ours(created)
+        raise
+    return sock, created

@@ -1,0 +1,206 @@
+"""Datagrams without a loop: counters, the bounded receive queue, framing.
+
+A datagram socket keeps message boundaries but may lose, duplicate or
+reorder datagrams, and the kernel cuts a datagram longer than the buffer
+it is read into. The pieces here let every layer (asyncio callbacks, the
+async endpoint, the blocking driver) say what happened instead of hiding
+it: :class:`DatagramStats` counts, :class:`DatagramQueue` bounds what waits
+for a reader and counts what it gives up, and :func:`decode_datagram`
+turns one datagram into one message or a :class:`DatagramError`.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Generic, TypeVar
+
+import attrs
+
+from aiosock.core.addresses import Address, UDPAddress
+from aiosock.core.codecs import Buffer, Codec, Raw
+from aiosock.core.errors import RemoteProtocolError
+from aiosock.core.limits import OverflowPolicy
+
+__all__ = [
+    "MAX_UDP4_PAYLOAD",
+    "MAX_UDP6_PAYLOAD",
+    "DatagramError",
+    "DatagramQueue",
+    "DatagramStats",
+    "DatagramTooLarge",
+    "DatagramTruncated",
+    "decode_datagram",
+    "encode_datagram",
+    "max_payload",
+]
+
+# 65,535 bytes of IP datagram less the headers: 20 (IPv4) + 8 (UDP); an
+# IPv6 payload length excludes its own 40-byte header, so only UDP's 8.
+MAX_UDP4_PAYLOAD = 65_507
+MAX_UDP6_PAYLOAD = 65_527
+
+T = TypeVar("T")
+
+
+@attrs.define
+class DatagramStats:
+    """What an endpoint saw; every datagram it was handed or gave up is here.
+
+    ``received`` counts datagrams read from the socket (good or not);
+    ``dropped`` those a full queue gave up (see :class:`OverflowPolicy`);
+    ``truncated`` those longer than the receive buffer, which the kernel
+    cut; ``errors`` datagrams that did not decode with the codec, and
+    errors the socket reported (an ICMP port unreachable, for one).
+    """
+
+    received: int = 0
+    sent: int = 0
+    dropped: int = 0
+    truncated: int = 0
+    errors: int = 0
+
+
+class DatagramError(RemoteProtocolError):
+    """A datagram that cannot be delivered as a message; the endpoint goes on.
+
+    ``address`` is the sender's (None when unknown); ``size`` the datagram's
+    length as the kernel reported it.
+    """
+
+    def __init__(self, msg: str, *, address: Address | None, size: int) -> None:
+        super().__init__(msg)
+        self.address = address
+        self.size = size
+
+
+class DatagramTruncated(DatagramError):
+    """A datagram longer than the receive buffer: the kernel cut it.
+
+    ``partial`` holds the bytes that fitted, for diagnosis only: they are
+    not the message. ``size`` is the datagram's real length where the
+    kernel reports it (Linux does), else at least one more than the buffer.
+    """
+
+    def __init__(self, *, address: Address | None, size: int, partial: bytes) -> None:
+        super().__init__(
+            f"datagram of {size} bytes from {address} was cut to the "
+            f"{len(partial)}-byte receive buffer",
+            address=address,
+            size=size,
+        )
+        self.partial = partial
+
+
+class DatagramTooLarge(ValueError):
+    """A datagram to send is larger than the endpoint can send; nothing was sent."""
+
+    def __init__(self, *, size: int, limit: int) -> None:
+        super().__init__(f"datagram of {size} bytes is larger than {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+def max_payload(address: Address | None, max_frame_size: int) -> int:
+    """The largest datagram an endpoint bound or connected to ``address`` sends.
+
+    UDP's own limit for its family (at most ``max_frame_size``); for Unix
+    datagram sockets, whose limit is the socket's send buffer, the
+    configured ``max_frame_size``.
+    """
+    if isinstance(address, UDPAddress):
+        limit = MAX_UDP6_PAYLOAD if ":" in address.host else MAX_UDP4_PAYLOAD
+        return min(limit, max_frame_size)
+    return max_frame_size
+
+
+def encode_datagram(codec: Codec | None, message: Buffer) -> Buffer | list[Buffer]:
+    """What to send for ``message``: one frame of ``codec``, or the bytes as they are.
+
+    Raises the codec's :class:`LocalProtocolError` for a message it cannot
+    frame. A list is a gather: its parts make one datagram.
+    """
+    if codec is None:
+        return message
+    return codec.encode(message)
+
+
+def decode_datagram(codec: Codec | None, data: bytes, address: Address | None) -> bytes:
+    """The one message in ``data``, a whole datagram from ``address``.
+
+    Without a codec, the datagram itself. With one, the datagram must hold
+    exactly one frame: none, several or part of one raise
+    :class:`DatagramError` (the codec's own error, such as
+    :class:`FrameTooLarge`, is its ``__cause__``).
+    """
+    if codec is None:
+        return data
+    if isinstance(codec, Raw):  # every datagram, even an empty one, is a frame
+        if len(data) > codec.max_size:
+            raise DatagramError(
+                f"datagram of {len(data)} bytes from {address} is larger "
+                f"than the limit of {codec.max_size} bytes",
+                address=address,
+                size=len(data),
+            )
+        return data
+    decoder = codec.decoder()
+    try:
+        messages = decoder.feed(data)
+        decoder.eof()
+    except RemoteProtocolError as exc:
+        raise DatagramError(
+            f"datagram of {len(data)} bytes from {address} does not decode: {exc}",
+            address=address,
+            size=len(data),
+        ) from exc
+    if len(messages) != 1:
+        raise DatagramError(
+            f"datagram of {len(data)} bytes from {address} holds "
+            f"{len(messages)} frames, not one",
+            address=address,
+            size=len(data),
+        )
+    return messages[0]
+
+
+class DatagramQueue(Generic[T]):
+    """Received items waiting for a reader, at most ``maxlen`` of them.
+
+    When full, :meth:`push` gives up the newest item (the one pushed) or
+    the oldest (at the head), as ``policy`` says, and counts it in
+    ``stats.dropped``: a flood costs bounded memory and is never silent.
+    """
+
+    __slots__ = ("_items", "_maxlen", "_policy", "stats")
+
+    def __init__(self, maxlen: int, policy: OverflowPolicy, stats: DatagramStats):
+        if maxlen < 1:
+            raise ValueError(f"maxlen must be at least 1, not {maxlen}")
+        self._items: collections.deque[T] = collections.deque()
+        self._maxlen = maxlen
+        self._policy = policy
+        self.stats = stats
+
+    def push(self, item: T) -> bool:
+        """Queue ``item``; False when a full queue dropped it instead."""
+        items = self._items
+        if len(items) >= self._maxlen:
+            self.stats.dropped += 1
+            if self._policy is OverflowPolicy.DROP_NEWEST:
+                return False
+            items.popleft()
+        items.append(item)
+        return True
+
+    def pop(self) -> T:
+        """The oldest item; :class:`IndexError` when empty."""
+        return self._items.popleft()
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)

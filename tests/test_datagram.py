@@ -1,0 +1,379 @@
+"""Datagram endpoints over real sockets, on both loops."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import aiosock
+from aiosock import (
+    ClosedResourceError,
+    DatagramError,
+    DatagramTooLarge,
+    DatagramTruncated,
+    Endpoint,
+    LengthPrefixed,
+    Limits,
+    OverflowPolicy,
+    UDPAddress,
+    UnixDatagramAddress,
+)
+from aiosock.aio.datagram import READ_BATCH
+from aiosock.testing.streams import turns_until
+
+
+async def socketpair_endpoints(
+    limits: Limits | None = None, codec: aiosock.Codec | None = None
+) -> tuple[Endpoint[bytes], Endpoint[bytes]]:
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ends = []
+    for sock in (left, right):
+        _, end = await aiosock.create_datagram_endpoint(
+            lambda: Endpoint[bytes](limits or Limits()),
+            sock=sock,
+            codec=codec,
+            limits=limits,
+        )
+        ends.append(end)
+    return ends[0], ends[1]
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[Endpoint[bytes], Endpoint[bytes]]]:
+    a, b = await socketpair_endpoints()
+    async with a, b:
+        yield a, b
+
+
+def short_tmp(tmp_path: Path) -> Path:
+    # Unix paths are limited to 107 bytes; pytest's tmp_path can be longer.
+    return tmp_path if len(str(tmp_path)) < 80 else Path("/tmp")
+
+
+@pytest.mark.parametrize(
+    "server_address",
+    ["udp://127.0.0.1:0", "udp://[::1]:0", "unixgram", "unixgram:@"],
+)
+async def test_a_connected_client_and_a_bound_server_answer_each_other(
+    server_address: str, tmp_path: Path
+) -> None:
+    if server_address == "unixgram":
+        server_address = f"unixgram://{tmp_path / 's.sock'}"
+    elif server_address == "unixgram:@":
+        server_address = f"unixgram:@aiosock-test-{os.getpid()}-{id(tmp_path)}"
+    async with await aiosock.open_datagram(server_address) as server:
+        assert server.peer_address is None
+        target = server.local_address
+        assert target is not None
+        if isinstance(target, UDPAddress):
+            assert target.port != 0
+        async with await aiosock.connect_datagram(target) as client:
+            assert client.peer_address == target
+            await client.send(b"ping")
+            data, sender = await server.receive()
+            assert data == b"ping"
+            # A Unix client is auto-bound, so the server can answer it.
+            assert sender is not None
+            assert sender == client.local_address
+            await server.send(b"pong", sender)
+            assert await client.receive() == b"pong"
+            assert client.stats.sent == 1
+            assert client.stats.received == 1
+            assert server.stats.received == 1
+            assert server.stats.sent == 1
+
+
+async def test_all_interfaces_takes_both_families() -> None:
+    async with await aiosock.open_datagram("udp://:0") as server:
+        assert isinstance(server.local_address, UDPAddress)
+        port = server.local_address.port
+        for host in ("127.0.0.1", "[::1]"):
+            async with await aiosock.connect_datagram(f"udp://{host}:{port}") as c:
+                await c.send(host.encode())
+                data, sender = await server.receive()
+                assert data == host.encode()
+                await server.send(data, sender)
+                assert await c.receive() == data
+
+
+async def test_a_host_name_is_resolved_by_the_async_send() -> None:
+    async with (
+        await aiosock.open_datagram("udp://127.0.0.1:0") as server,
+        await aiosock.open_datagram("udp://127.0.0.1:0") as client,
+    ):
+        assert isinstance(server.local_address, UDPAddress)
+        await client.send(b"x", f"udp://localhost:{server.local_address.port}")
+        data, _ = await server.receive()
+        assert data == b"x"
+
+
+async def test_boundaries_are_kept_for_every_size(
+    pair: tuple[Endpoint[bytes], Endpoint[bytes]],
+) -> None:
+    a, b = pair
+    assert a.max_datagram_size >= 65_507
+    sizes = [0, 1, 2, 1000, 65_507, a.max_datagram_size]
+    for size in sizes:
+        await a.send(bytes([size % 251]) * size)
+    for size in sizes:
+        assert await b.receive() == bytes([size % 251]) * size
+
+
+async def test_udp_sizes_up_to_the_protocol_maximum() -> None:
+    async with (
+        await aiosock.open_datagram("udp://127.0.0.1:0") as server,
+        await aiosock.connect_datagram(server.local_address or "") as client,
+    ):
+        assert client.max_datagram_size == 65_507
+        for size in (0, 1, 1472, 1473, 65_507):
+            await client.send(b"u" * size)
+            data, _ = await server.receive()
+            assert data == b"u" * size
+        with pytest.raises(DatagramTooLarge, match="65508 bytes"):
+            await client.send(b"u" * 65_508)
+        assert client.stats.sent == 5
+
+
+async def test_a_datagram_longer_than_the_buffer_is_reported_not_cut() -> None:
+    small = Limits(max_frame_size=100)
+    raw, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    _, end = await aiosock.create_datagram_endpoint(
+        lambda: Endpoint[bytes](small), sock=peer, limits=small
+    )
+    async with end:
+        with raw:  # a plain socket sends past the limit; aiosock would refuse
+            raw.send(b"x" * 250)
+            raw.send(b"ok")
+            with pytest.raises(DatagramTruncated) as caught:
+                await end.receive()
+            assert caught.value.size == 250
+            assert caught.value.partial == b"x" * 100
+            assert await end.receive() == b"ok"  # and it goes on
+        assert end.stats.truncated == 1
+        assert end.stats.received == 2
+
+
+async def test_a_full_queue_drops_the_newest_and_counts_exactly() -> None:
+    limits = Limits(datagram_queue=8)
+    a, b = await socketpair_endpoints(limits)
+    async with a, b:
+        count = 5 * READ_BATCH
+        for i in range(count):
+            await a.send(b"%d" % i)
+        assert await turns_until(lambda: b.stats.received == count)
+        kept = [await b.receive() for _ in range(8)]
+        assert kept == [b"%d" % i for i in range(8)]
+        assert a.stats.sent == count == b.stats.received
+        assert b.stats.dropped == count - len(kept)
+
+
+async def test_a_full_queue_can_drop_the_oldest_instead() -> None:
+    limits = Limits(datagram_queue=8, datagram_overflow=OverflowPolicy.DROP_OLDEST)
+    a, b = await socketpair_endpoints(limits)
+    async with a, b:
+        count = 100
+        for i in range(count):
+            await a.send(b"%d" % i)
+        assert await turns_until(lambda: b.stats.received == count)
+        kept = [await b.receive() for _ in range(8)]
+        assert kept == [b"%d" % i for i in range(count - 8, count)]
+        assert b.stats.dropped == count - 8
+
+
+async def test_icmp_port_unreachable_surfaces_and_the_endpoint_goes_on() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed below: nobody listens there
+    async with await aiosock.connect_datagram(f"udp://127.0.0.1:{port}") as client:
+        await client.send(b"anyone?")
+        with pytest.raises(ConnectionRefusedError):
+            await client.receive()
+        # Usable afterwards: the next datagram gets its own error, which
+        # the next send raises when no receive took it first.
+        await client.send(b"still here?")
+        assert await turns_until(lambda: client.stats.errors == 2)
+        with pytest.raises(ConnectionRefusedError):
+            await client.send(b"and now?")
+        assert client.stats.sent == 2
+
+
+async def test_send_and_receive_after_close(
+    pair: tuple[Endpoint[bytes], Endpoint[bytes]],
+) -> None:
+    a, _ = pair
+    await a.aclose()
+    await a.aclose()  # idempotent
+    with pytest.raises(ClosedResourceError):
+        await a.send(b"x")
+    with pytest.raises(ClosedResourceError):
+        await a.receive()
+    assert [item async for item in a] == []
+
+
+async def test_closing_wakes_a_blocked_receiver(
+    pair: tuple[Endpoint[bytes], Endpoint[bytes]],
+) -> None:
+    a, _ = pair
+    task = asyncio.create_task(a.receive())
+    assert await turns_until(lambda: bool(a._receivers))
+    await a.aclose()
+    with pytest.raises(ClosedResourceError):
+        await task
+
+
+async def test_cancelled_receive_loses_no_datagram(
+    pair: tuple[Endpoint[bytes], Endpoint[bytes]],
+) -> None:
+    a, b = pair
+    task = asyncio.create_task(b.receive())
+    assert await turns_until(lambda: bool(b._receivers))
+    await a.send(b"kept")
+    assert await turns_until(lambda: b.stats.received == 1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await b.receive() == b"kept"
+
+
+async def test_addresses_must_fit_the_endpoint(
+    pair: tuple[Endpoint[bytes], Endpoint[bytes]],
+) -> None:
+    a, _ = pair
+    with pytest.raises(ValueError, match="connected"):
+        await a.send(b"x", "unixgram:@elsewhere")
+    async with await aiosock.open_datagram("udp://127.0.0.1:0") as bound:
+        with pytest.raises(ValueError, match="not connected"):
+            await bound.send(b"x")
+        with pytest.raises(ValueError, match="from a UDP socket"):
+            bound.transport.send(b"x", "unixgram:@x")
+        with pytest.raises(ValueError, match="name"):
+            bound.transport.send(b"x", "udp://localhost:9")
+        with pytest.raises(ValueError, match="datagram"):
+            await aiosock.open_datagram("tcp://127.0.0.1:0")
+        assert bound.stats.sent == 0
+
+
+async def test_with_a_codec_one_datagram_is_one_frame() -> None:
+    codec = LengthPrefixed()
+    a, b = await socketpair_endpoints(codec=codec)
+    async with a, b:
+        await a.send(b"framed")
+        assert await b.receive() == b"framed"
+        raw = a.transport.get_extra_info("socket")
+        raw.send(b"\x00\x00\x00\x09short")  # announces 9, holds 5
+        raw.send(b"\x00\x00\x00\x03one\x00\x00\x00\x03two")  # two frames
+        await a.send(b"after")
+        for _ in range(2):
+            with pytest.raises(DatagramError):
+                await b.receive()
+        assert await b.receive() == b"after"
+        assert b.stats.errors == 2
+
+
+async def test_iteration_skips_bad_datagrams_and_ends_at_close() -> None:
+    codec = LengthPrefixed()
+    a, b = await socketpair_endpoints(codec=codec)
+    async with a:
+        raw = a.transport.get_extra_info("socket")
+        await a.send(b"1")
+        raw.send(b"garbage")
+        await a.send(b"2")
+        got = []
+        async for message in b:
+            got.append(message)
+            if len(got) == 2:
+                await b.aclose()
+        assert got == [b"1", b"2"]
+        assert b.stats.errors == 1
+
+
+async def test_unix_path_stale_live_and_foreign_files(tmp_path: Path) -> None:
+    base = short_tmp(tmp_path)
+    path = base / f"dg-{os.getpid()}-{id(tmp_path)}.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    stale.bind(str(path))
+    stale.close()  # leaves the file behind
+    async with await aiosock.open_datagram(f"unixgram://{path}") as live:
+        assert isinstance(live.local_address, UnixDatagramAddress)
+        with pytest.raises(OSError, match="already bound"):
+            await aiosock.open_datagram(f"unixgram://{path}")
+    assert not path.exists()  # removed on close: it was ours
+    path.write_text("not a socket")
+    with pytest.raises(FileExistsError):
+        await aiosock.open_datagram(f"unixgram://{path}")
+    assert path.read_text() == "not a socket"
+    path.unlink()
+    endpoint = await aiosock.open_datagram(f"unixgram://{path}", unix_mode=0o600)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.unlink()
+    path.write_text("someone else's now")
+    await endpoint.aclose()
+    assert path.read_text() == "someone else's now"  # not ours: kept
+    path.unlink()
+
+
+async def test_adopting_a_socket_by_fd() -> None:
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with right:
+        with pytest.raises(ValueError, match="connected"):
+            await aiosock.open_datagram(f"fd://{os.dup(left.fileno())}")
+        endpoint = await aiosock.connect_datagram(f"fd://{left.detach()}")
+        async with endpoint:
+            assert endpoint.peer_address is None  # an unnamed peer
+            right.send(b"hello")
+            assert await endpoint.receive() == b"hello"
+    bound = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    bound.bind(f"\0aiosock-test-fd-{os.getpid()}")
+    adopted = await aiosock.open_datagram(f"fd://{bound.detach()}")
+    async with adopted:
+        assert isinstance(adopted.local_address, UnixDatagramAddress)
+    stream = socket.socket()
+    with pytest.raises(ValueError, match="not a datagram socket"):
+        await aiosock.open_datagram(f"fd://{stream.fileno()}")
+    stream.close()
+
+
+class Recorder(aiosock.DatagramProtocol):
+    def __init__(self) -> None:
+        self.events: list[object] = []
+        self.lost: asyncio.Future[Exception | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+    def connection_made(self, transport: aiosock.DatagramTransport) -> None:
+        self.events.append("made")
+
+    def datagram_received(self, data: bytes, address: aiosock.Address | None) -> None:
+        self.events.append(data)
+
+    def error_received(self, exc: Exception) -> None:
+        self.events.append(type(exc))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.events.append("lost")
+        self.lost.set_result(exc)
+
+
+async def test_the_callback_api() -> None:
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    transport, protocol = await aiosock.create_datagram_endpoint(
+        Recorder, sock=left, limits=Limits(max_frame_size=10)
+    )
+    with right:
+        right.send(b"one")
+        right.send(b"x" * 20)
+        transport.send(b"back")
+        assert right.recv(100) == b"back"
+        assert await turns_until(lambda: len(protocol.events) == 3)
+        transport.close()
+        assert await protocol.lost is None
+    assert protocol.events == ["made", b"one", DatagramTruncated, "lost"]
+    assert transport.is_closing()
+    with pytest.raises(ClosedResourceError):
+        transport.send(b"late")
