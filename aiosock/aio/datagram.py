@@ -79,6 +79,8 @@ _ADDRESS_CACHE = 1024
 
 _MSG_TRUNC = socket.MSG_TRUNC
 _AGAIN = (BlockingIOError, InterruptedError)
+# The descriptor is gone: the endpoint is finished, unlike after ICMP errors.
+_CLOSED_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
 
 P = TypeVar("P", bound="DatagramProtocol")
 T = TypeVar("T")
@@ -211,7 +213,7 @@ class DatagramTransport:
 
     def _socket_error(self, exc: OSError) -> bool:
         """Report an error from the socket; True if reading may go on."""
-        if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+        if exc.errno in _CLOSED_ERRNOS:
             self._fatal(exc)
             return False
         # ICMP errors (refused, unreachable) belong to an earlier datagram;
@@ -287,7 +289,7 @@ class DatagramTransport:
                 pass
             except OSError as exc:
                 self.stats.errors += 1
-                if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+                if exc.errno in _CLOSED_ERRNOS:
                     self._fatal(exc)
                     raise translate_os_error(exc) from exc
                 raise
@@ -297,7 +299,8 @@ class DatagramTransport:
             self._loop.add_writer(self._fd, self._write_ready)
         self._pending.append((payload, target))
         self._pending_size += size
-        if not self._writing_paused and self._pending_size > self._high_water():
+        high_water = self._limits.write_high_water
+        if not self._writing_paused and self._pending_size > high_water:
             self._writing_paused = True
             self._protocol.pause_writing()
 
@@ -324,7 +327,7 @@ class DatagramTransport:
             except OSError as exc:
                 # The datagram is lost: say so, and go on with the next.
                 self.stats.errors += 1
-                if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+                if exc.errno in _CLOSED_ERRNOS:
                     self._fatal(exc)
                     return
                 self._schedule_rearm()
@@ -342,9 +345,6 @@ class DatagramTransport:
             self._protocol.resume_writing()
         if self._closing:
             self._finish(None)
-
-    def _high_water(self) -> int:
-        return self._limits.write_high_water
 
     def _target(self, address: str | Address | None) -> Sockaddr:
         """The socket address to send to, None for the connected peer."""
