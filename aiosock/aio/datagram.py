@@ -114,13 +114,83 @@ class DatagramProtocol:
 
 
 class DatagramTransport:
-    """Sends and receives on one datagram socket that aiosock reads itself.
+    """What a :class:`DatagramProtocol` sends with: one datagram endpoint.
 
-    ``send`` never blocks: a datagram the socket cannot take now is kept
-    (in order) and sent when it can; :meth:`DatagramProtocol.pause_writing`
-    says when those pass ``limits.write_high_water``. Made by
-    :func:`create_datagram_endpoint`, not by hand.
+    The interface; :func:`create_datagram_endpoint` makes the socket one,
+    and :mod:`aiosock.testing` an in-memory one. ``send`` never blocks: a
+    datagram the endpoint cannot send now is kept (in order) and sent
+    when it can; :meth:`DatagramProtocol.pause_writing` says when those
+    pass ``limits.write_high_water``.
     """
+
+    #: Counters of this endpoint; an :class:`Endpoint` shares its own.
+    stats: DatagramStats
+    #: True when the endpoint has a fixed peer (``send`` takes no address).
+    connected: bool
+
+    def send(self, data: Buffer, address: str | Address | None = None) -> None:
+        """Send ``data`` as one datagram (one frame of the codec, with one).
+
+        ``address`` is required on a bound endpoint and must be left out (or
+        be the peer) on a connected one. Raises :class:`DatagramTooLarge`
+        (nothing sent) above :attr:`max_datagram_size`, ``ValueError`` for a
+        wrong or unresolved address (a host name: resolve it first, or use
+        :meth:`Endpoint.send`), :class:`ClosedResourceError` after close,
+        and an ``OSError`` the socket reported for an earlier datagram
+        (``ConnectionRefusedError``: nothing was sent; try again).
+        """
+        raise NotImplementedError
+
+    @property
+    def local_address(self) -> Address | None:
+        """This end's address; None for an unnamed Unix socket."""
+        raise NotImplementedError
+
+    @property
+    def peer_address(self) -> Address | None:
+        """The connected peer's address; None when not connected (or unnamed)."""
+        raise NotImplementedError
+
+    @property
+    def max_datagram_size(self) -> int:
+        """The largest datagram :meth:`send` takes."""
+        raise NotImplementedError
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes of datagrams accepted by :meth:`send` and not yet sent."""
+        raise NotImplementedError
+
+    def pause_reading(self) -> None:
+        """Stop delivering datagrams: they wait in the kernel (or drop there)."""
+        raise NotImplementedError
+
+    def resume_reading(self) -> None:
+        raise NotImplementedError
+
+    def is_reading(self) -> bool:
+        raise NotImplementedError
+
+    def is_closing(self) -> bool:
+        raise NotImplementedError
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """``"socket"``, ``"sockname"`` or ``"peername"``, as asyncio names them."""
+        return default
+
+    def close(self) -> None:
+        """Stop reading; close once the datagrams kept for sending are sent.
+
+        Idempotent. ``connection_lost(None)`` follows on a later loop turn.
+        """
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Close now, dropping datagrams not yet sent. Idempotent."""
+        raise NotImplementedError
+
+
+class SocketDatagramTransport(DatagramTransport):
+    """A :class:`DatagramTransport` on a socket that aiosock reads itself."""
 
     def __init__(
         self,
@@ -265,16 +335,6 @@ class DatagramTransport:
     # ----------------------------------------------------------- sending
 
     def send(self, data: Buffer, address: str | Address | None = None) -> None:
-        """Send ``data`` as one datagram (one frame of the codec, with one).
-
-        ``address`` is required on a bound endpoint and must be left out (or
-        be the peer) on a connected one. Raises :class:`DatagramTooLarge`
-        (nothing sent) above the endpoint's maximum, ``ValueError`` for a
-        wrong or unresolved address (a host name: resolve it first, or use
-        :meth:`Endpoint.send`), :class:`ClosedResourceError` after close,
-        and an ``OSError`` the socket reported for an earlier datagram
-        (``ConnectionRefusedError``: nothing was sent; try again).
-        """
         if self._error is not None:
             raise self._error
         payload = encode_datagram(self._codec, data)
@@ -375,25 +435,20 @@ class DatagramTransport:
 
     @property
     def local_address(self) -> Address | None:
-        """This end's address; None for an unnamed Unix socket."""
         return self._local
 
     @property
     def peer_address(self) -> Address | None:
-        """The connected peer's address; None when not connected (or unnamed)."""
         return self._peer
 
     @property
     def max_datagram_size(self) -> int:
-        """The largest datagram :meth:`send` takes."""
         return self._max_send
 
     def get_write_buffer_size(self) -> int:
-        """Bytes of datagrams accepted by :meth:`send` and not yet sent."""
         return self._pending_size
 
     def pause_reading(self) -> None:
-        """Stop reading the socket: datagrams wait in the kernel (or drop there)."""
         if self._reading:
             self._reading = False
             self._loop.remove_reader(self._fd)
@@ -410,7 +465,6 @@ class DatagramTransport:
         return self._closing
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        """``"socket"``, ``"sockname"`` or ``"peername"``, as asyncio names them."""
         if name == "socket":
             return self._sock
         if name in ("sockname", "peername"):
@@ -422,10 +476,6 @@ class DatagramTransport:
         return default
 
     def close(self) -> None:
-        """Stop reading; close once the datagrams kept for sending are sent.
-
-        Idempotent. ``connection_lost(None)`` follows on a later loop turn.
-        """
         if self._closing:
             return
         self._closing = True
@@ -436,7 +486,6 @@ class DatagramTransport:
             self._finish(None)
 
     def abort(self) -> None:
-        """Close now, dropping datagrams not yet sent. Idempotent."""
         self._closing = True
         if self._error is None:
             self._error = ClosedResourceError("the endpoint was closed")
@@ -645,15 +694,16 @@ class Endpoint(DatagramProtocol, Generic[T]):
                 with contextlib.suppress(ValueError):
                     self._senders.remove(waiter)
                 raise
-            if transport._error is not None:
-                raise transport._error
+            if self._end is not None:  # closed while waiting
+                raise self._end.with_traceback(None)
 
     async def _resolve(self, address: str | Address) -> Address:
         if isinstance(address, str):
             address = parse_address(address)
         if not isinstance(address, UDPAddress) or _is_ip(address.host):
             return address
-        family = self.transport._family
+        sock = self.transport.get_extra_info("socket")
+        family = sock.family if sock is not None else 0
         infos = await self._loop.getaddrinfo(
             address.host, address.port, family=family, type=socket.SOCK_DGRAM
         )
@@ -777,7 +827,7 @@ async def create_datagram_endpoint(
     limits: Limits | None = None,
     sock: socket.socket | None = None,
     unix_mode: int | None = None,
-) -> tuple[DatagramTransport, P]:
+) -> tuple[SocketDatagramTransport, P]:
     """Open a datagram socket bound to ``local``, connected to ``remote``, or both.
 
     Or adopt ``sock`` (or ``local="fd://N"``), a datagram socket already
@@ -804,7 +854,7 @@ async def create_datagram_endpoint(
     try:
         sock.setblocking(False)
         protocol = protocol_factory()
-        transport = DatagramTransport(
+        transport = SocketDatagramTransport(
             sock, protocol, codec=codec, limits=limits, created=created
         )
     except BaseException:
