@@ -267,13 +267,59 @@ async def echo_aiosock(connection: aiosock.Connection) -> None:
         await connection.send(message)
 
 
+class EchoAiosockDatagram(aiosock.DatagramProtocol):
+    def connection_made(self, transport: aiosock.DatagramTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, address: Address | None) -> None:
+        self.transport.send(data, address)
+
+
+def datagram_socket_options(sock: socket.socket) -> None:
+    # As start_datagram does for the references, so the kernel's receive
+    # queue is the same size for every row.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+
+
+async def start_aiosock_datagram(address: Address) -> tuple[Address, Close]:
+    """aiosock's callback API: ``DatagramProtocol`` on aiosock's transport."""
+    transport, _ = await aiosock.create_datagram_endpoint(
+        EchoAiosockDatagram, local=address
+    )
+    datagram_socket_options(transport.get_extra_info("socket"))
+    assert transport.local_address is not None
+    return transport.local_address, closer(transport.close)
+
+
+async def start_aiosock_endpoint(address: Address) -> tuple[Address, Close]:
+    """aiosock's async API: ``async for`` over an ``Endpoint``, ``await send``."""
+    endpoint = await aiosock.open_datagram(address)
+    datagram_socket_options(endpoint.transport.get_extra_info("socket"))
+
+    async def echo() -> None:
+        async for data, sender in endpoint:
+            await endpoint.send(data, sender)
+
+    task = asyncio.create_task(echo())
+
+    async def close() -> None:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        await endpoint.aclose()
+
+    assert endpoint.local_address is not None
+    return endpoint.local_address, close
+
+
 STREAM, FRAMED = frozenset({"stream"}), frozenset({"framed"})
+DATAGRAM = frozenset({"datagram"})
 SERVERS: dict[str, Server] = {
     "protocol": Server(stream_starter(EchoProtocol), STREAM),
     "buffered": Server(stream_starter(EchoBufferedProtocol), STREAM),
     "streams": Server(stream_starter(None), STREAM),
     "streams-framed": Server(stream_starter(None, echo_frames), FRAMED),
-    "datagram": Server(start_datagram, frozenset({"datagram"})),
+    "datagram": Server(start_datagram, DATAGRAM),
     "aiosock-protocol": Server(aiosock_starter("protocol", aiosock.Raw()), STREAM),
     "aiosock-connection": Server(aiosock_starter("stream", aiosock.Raw()), STREAM),
     "aiosock-protocol-framed": Server(
@@ -282,6 +328,8 @@ SERVERS: dict[str, Server] = {
     "aiosock-connection-framed": Server(
         aiosock_starter("stream", aiosock.LengthPrefixed()), FRAMED
     ),
+    "aiosock-datagram": Server(start_aiosock_datagram, DATAGRAM),
+    "aiosock-endpoint": Server(start_aiosock_endpoint, DATAGRAM),
 }
 
 

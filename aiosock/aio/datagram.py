@@ -54,7 +54,6 @@ from aiosock.core.datagrams import (
     DatagramTooLarge,
     DatagramTruncated,
     decode_datagram,
-    encode_datagram,
     max_payload,
 )
 from aiosock.core.errors import ClosedResourceError, translate_os_error
@@ -77,7 +76,8 @@ READ_BATCH = 64
 # more peers than this converts again, it does not grow without bound.
 _ADDRESS_CACHE = 1024
 
-_MSG_TRUNC = socket.MSG_TRUNC
+# A plain int: ``flags & socket.MSG_TRUNC`` would run the enum's Python code.
+_MSG_TRUNC = int(socket.MSG_TRUNC)
 _AGAIN = (BlockingIOError, InterruptedError)
 # The descriptor is gone: the endpoint is finished, unlike after ICMP errors.
 _CLOSED_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
@@ -222,12 +222,12 @@ class SocketDatagramTransport(DatagramTransport):
         self._max_send = max_payload(self._peer or self._local, limits.max_frame_size)
         if sock.family == socket.AF_UNIX:
             self._max_send = min(self._max_send, _unix_send_limit(sock, self._max_send))
-        # One byte more than any datagram we take, so a longer one shows.
+        # As large as the largest datagram taken: MSG_TRUNC tells a longer one.
         self._view = _read_buffer(
-            max_payload(self._local or self._peer, limits.max_frame_size) + 1
+            max_payload(self._local or self._peer, limits.max_frame_size)
         )
         self._addresses: dict[Sockaddr, Address | None] = {}
-        self._sockaddrs: dict[Address, Sockaddr] = {}
+        self._sockaddrs: dict[str | Address | None, Sockaddr] = {}
         self._pending: collections.deque[tuple[Buffer | list[Buffer], Sockaddr]]
         self._pending = collections.deque()
         self._pending_size = 0
@@ -247,10 +247,13 @@ class SocketDatagramTransport(DatagramTransport):
 
     def _read_ready(self) -> None:
         view, sock, stats = self._view, self._sock, self.stats
-        protocol, codec = self._protocol, self._codec
+        protocol, codec, addresses = self._protocol, self._codec, self._addresses
+        limit = len(view)
         for _ in range(READ_BATCH):
             try:
-                nbytes, _, flags, sockaddr = sock.recvmsg_into([view], 0, _MSG_TRUNC)
+                # With MSG_TRUNC, Linux returns a datagram's real length even
+                # when the buffer took only its start.
+                nbytes, sockaddr = sock.recvfrom_into(view, 0, _MSG_TRUNC)
             except _AGAIN:
                 return
             except OSError as exc:  # an ICMP error, or the socket broke
@@ -258,14 +261,15 @@ class SocketDatagramTransport(DatagramTransport):
                     return
                 continue
             stats.received += 1
-            address = self._address(sockaddr)
-            if flags & _MSG_TRUNC or nbytes >= len(view):
+            try:  # _address, inlined for a sender seen before
+                address = addresses[sockaddr]
+            except KeyError:
+                address = self._address(sockaddr)
+            if nbytes > limit:
                 stats.truncated += 1
                 protocol.error_received(
                     DatagramTruncated(
-                        address=address,
-                        size=nbytes,
-                        partial=view[: min(nbytes, len(view) - 1)].tobytes(),
+                        address=address, size=nbytes, partial=view.tobytes()
                     )
                 )
             elif codec is None:
@@ -318,17 +322,14 @@ class SocketDatagramTransport(DatagramTransport):
             loop.add_writer(fd, self._write_ready)
 
     def _address(self, sockaddr: Sockaddr) -> Address | None:
-        try:
-            return self._addresses[sockaddr]
-        except KeyError:
-            pass
-        except TypeError:  # not hashable: never, but do not fail a read on it
-            return from_sockaddr(self._family, socket.SOCK_DGRAM, sockaddr)
-        if sockaddr is None:  # an unnamed Unix sender
-            return None
+        """The aiosock address of a sender not in the cache (and now in it)."""
         if len(self._addresses) >= _ADDRESS_CACHE:
             self._addresses.clear()
-        address = from_sockaddr(self._family, socket.SOCK_DGRAM, sockaddr)
+        address = (
+            None  # an unnamed Unix sender
+            if sockaddr is None
+            else from_sockaddr(self._family, socket.SOCK_DGRAM, sockaddr)
+        )
         self._addresses[sockaddr] = address
         return address
 
@@ -337,14 +338,23 @@ class SocketDatagramTransport(DatagramTransport):
     def send(self, data: Buffer, address: str | Address | None = None) -> None:
         if self._error is not None:
             raise self._error
-        payload = encode_datagram(self._codec, data)
-        size = len(payload) if not isinstance(payload, list) else _total(payload)
+        payload = data if self._codec is None else self._codec.encode(data)
+        size = _total(payload) if isinstance(payload, list) else len(payload)
         if size > self._max_send:
             raise DatagramTooLarge(size=size, limit=self._max_send)
-        target = self._target(address)
+        try:  # the common case, an address sent to before, costs one lookup
+            target = self._sockaddrs[address]
+        except KeyError:
+            target = self._target(address)
         if not self._pending:
             try:
-                self._send_now(payload, target)
+                # _send_now inlined: this is the path of every datagram.
+                if isinstance(payload, list):
+                    self._send_now(payload, target)
+                elif target is None:
+                    self._sock.send(payload)
+                else:
+                    self._sock.sendto(payload, target)
             except _AGAIN:
                 pass
             except OSError as exc:
@@ -407,25 +417,25 @@ class SocketDatagramTransport(DatagramTransport):
             self._finish(None)
 
     def _target(self, address: str | Address | None) -> Sockaddr:
-        """The socket address to send to, None for the connected peer."""
+        """The socket address to send to, None for the connected peer.
+
+        Remembered in ``_sockaddrs`` under ``address`` as given, so that the
+        next send to it skips the parsing and the checks.
+        """
         if address is None:
             if not self.connected:
                 raise ValueError("this endpoint is not connected: give an address")
             return None
-        if isinstance(address, str):
-            address = parse_address(address)
+        parsed = parse_address(address) if isinstance(address, str) else address
         if self.connected:
-            if address != self._peer:
+            if parsed != self._peer:
                 raise ValueError(
                     f"this endpoint is connected to {self._peer}: "
-                    f"it cannot send to {address}"
+                    f"it cannot send to {parsed}"
                 )
-            return None
-        try:
-            return self._sockaddrs[address]
-        except KeyError:
-            pass
-        sockaddr = _sockaddr(address, self._family)
+            sockaddr = None
+        else:
+            sockaddr = _sockaddr(parsed, self._family)
         if len(self._sockaddrs) >= _ADDRESS_CACHE:
             self._sockaddrs.clear()
         self._sockaddrs[address] = sockaddr
@@ -595,6 +605,8 @@ class Endpoint(DatagramProtocol, Generic[T]):
         self._senders: collections.deque[asyncio.Future[None]] = collections.deque()
         self._paused_writing = False
         self._pending_error: OSError | None = None  # from the socket, not yet raised
+        # Addresses send() took that need no name resolution.
+        self._literal: set[str | Address] = set()
         self._end: Exception | None = None  # why receive() can return no more
         self._closed = False
         self._connected = False
@@ -680,9 +692,10 @@ class Endpoint(DatagramProtocol, Generic[T]):
         is raised here if no receive raised it first; the endpoint stays
         usable. Delivery is not confirmed: datagrams may be lost.
         """
-        self._raise_pending()
+        if self._pending_error is not None:
+            self._raise_pending()
         transport = self.transport
-        if address is not None:
+        if address is not None and address not in self._literal:
             address = await self._resolve(address)
         transport.send(data, address)
         while self._paused_writing:
@@ -698,17 +711,24 @@ class Endpoint(DatagramProtocol, Generic[T]):
                 raise self._end.with_traceback(None)
 
     async def _resolve(self, address: str | Address) -> Address:
-        if isinstance(address, str):
-            address = parse_address(address)
-        if not isinstance(address, UDPAddress) or _is_ip(address.host):
-            return address
+        """``address`` with a host name replaced by an address of it.
+
+        One that needs nothing is remembered, so that sending to it again
+        does not parse it again.
+        """
+        parsed = parse_address(address) if isinstance(address, str) else address
+        if not isinstance(parsed, UDPAddress) or _is_ip(parsed.host):
+            if len(self._literal) >= _ADDRESS_CACHE:
+                self._literal.clear()
+            self._literal.add(address)
+            return parsed
         sock = self.transport.get_extra_info("socket")
         family = sock.family if sock is not None else 0
         infos = await self._loop.getaddrinfo(
-            address.host, address.port, family=family, type=socket.SOCK_DGRAM
+            parsed.host, parsed.port, family=family, type=socket.SOCK_DGRAM
         )
         host = str(infos[0][4][0])
-        return UDPAddress(host=host, port=address.port)
+        return UDPAddress(host=host, port=parsed.port)
 
     def _raise_pending(self) -> None:
         error = self._pending_error
@@ -771,11 +791,15 @@ class Endpoint(DatagramProtocol, Generic[T]):
         server's loop; it ends when the endpoint is closed. Socket errors
         (ICMP) are raised, as by :meth:`receive`.
         """
+        queue = self._queue
         while True:
-            try:
-                item = await self._next()
-            except ClosedResourceError:
-                raise StopAsyncIteration from None
+            if queue and self._pending_error is None:  # no need to wait
+                item = queue.pop()
+            else:
+                try:
+                    item = await self._next()
+                except ClosedResourceError:
+                    raise StopAsyncIteration from None
             if not isinstance(item, DatagramError):
                 return item[0] if self._connected else item  # type: ignore[return-value]
 
