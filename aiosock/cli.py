@@ -1,7 +1,10 @@
 """The command line: ``python -m aiosock serve echo ADDRESS...``.
 
 Serves echo on every address until SIGINT or SIGTERM, then shuts down
-gracefully (stop accepting, let connections finish, then abort). Prints
+gracefully (stop accepting, let connections finish, then abort). Stream
+addresses (tcp, unix) and datagram addresses (udp, unixgram) mix freely:
+a datagram goes back to its sender as it came, one frame of the codec per
+datagram; one that does not decode is dropped (and counted). Prints
 ``listening on ADDRESS`` for each bound address once it is ready (port 0
 resolved), so that a script can wait for that line.
 """
@@ -10,16 +13,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiosock.aio.connection import Connection
+from aiosock.aio.datagram import (
+    DatagramProtocol,
+    DatagramTransport,
+    Endpoint,
+    Received,
+    create_datagram_endpoint,
+    open_datagram,
+)
 from aiosock.aio.loops import LoopName, run
 from aiosock.aio.protocol import Protocol, Transport
 from aiosock.aio.server import DEFAULT_GRACE, Server, create_server, serve
-from aiosock.core.addresses import Address, parse_address
+from aiosock.core.addresses import (
+    Address,
+    UDPAddress,
+    UnixDatagramAddress,
+    parse_address,
+)
 from aiosock.core.codecs import Codec, LengthPrefixed, Lines, Raw
+from aiosock.core.errors import ClosedResourceError
 
 __all__ = ["main"]
 
@@ -46,24 +64,103 @@ async def echo(connection: Connection) -> None:
         await connection.send(message)
 
 
+class EchoDatagrams(DatagramProtocol):
+    """Datagram echo with the callback API: each one back to its sender."""
+
+    def connection_made(self, transport: DatagramTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, address: Address | None) -> None:
+        if address is None:  # an unnamed Unix sender cannot be answered
+            return
+        # A Unix sender whose socket is gone refuses the answer; nobody is
+        # left to tell, and everyone else is still served.
+        with contextlib.suppress(OSError):
+            self.transport.send(data, address)
+
+
+async def echo_datagrams(endpoint: Endpoint[Received]) -> None:
+    """Datagram echo with the async API, until the endpoint is closed."""
+    while True:
+        try:
+            async for data, address in endpoint:
+                if address is not None:
+                    await endpoint.send(data, address)
+            return
+        except OSError:  # as above: a sender that is gone; go on
+            continue
+        except ClosedResourceError:  # closed between a receive and its answer
+            return
+
+
+class _DatagramEcho:
+    """One datagram address served with either API; closed by :meth:`aclose`."""
+
+    def __init__(self) -> None:
+        self.address: Address | None = None
+        self._close: Callable[[], Awaitable[None]] | None = None
+
+    async def start(self, address: Address, codec: Codec, api: str) -> None:
+        if api == "protocol":
+            transport, _ = await create_datagram_endpoint(
+                EchoDatagrams, local=address, codec=codec
+            )
+            self.address = transport.local_address
+
+            async def close() -> None:
+                transport.close()
+
+            self._close = close
+            return
+        endpoint = await open_datagram(address, codec=codec)
+        self.address = endpoint.local_address
+        task = asyncio.create_task(echo_datagrams(endpoint))
+
+        async def stop() -> None:
+            await endpoint.aclose()  # ends the task's async for
+            await task
+
+        self._close = stop
+
+    async def aclose(self) -> None:
+        if self._close is not None:
+            await self._close()
+
+
 async def serve_echo(
     addresses: Sequence[Address], *, codec: Codec, api: str, grace: float
 ) -> None:
-    server: Server
-    if api == "protocol":
-        server = await create_server(EchoProtocol, *addresses, codec=codec)
-    else:
-        server = await serve(echo, *addresses, codec=codec)
+    streams = [a for a in addresses if not isinstance(a, DATAGRAM_ADDRESSES)]
+    datagrams = [a for a in addresses if isinstance(a, DATAGRAM_ADDRESSES)]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with server:
-        for address in server.addresses:
-            print(f"listening on {address}", flush=True)
+    async with contextlib.AsyncExitStack() as stack:
+        bound: list[Address] = []
+        server: Server | None = None
+        if streams:
+            if api == "protocol":
+                server = await create_server(EchoProtocol, *streams, codec=codec)
+            else:
+                server = await serve(echo, *streams, codec=codec)
+            await stack.enter_async_context(server)
+            bound += server.addresses
+        for address in datagrams:
+            echo_endpoint = _DatagramEcho()
+            stack.push_async_callback(echo_endpoint.aclose)
+            await echo_endpoint.start(address, codec, api)
+            assert echo_endpoint.address is not None
+            bound.append(echo_endpoint.address)
+        for name in bound:
+            print(f"listening on {name}", flush=True)
         await stop.wait()
         print("shutting down", flush=True)
-        await server.aclose(grace)
+        if server is not None:
+            await server.aclose(grace)
+
+
+DATAGRAM_ADDRESSES = (UDPAddress, UnixDatagramAddress)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -13,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from aiosock import TCPAddress, UnixAddress, parse_address
+from aiosock import (
+    TCPAddress,
+    UDPAddress,
+    UnixAddress,
+    UnixDatagramAddress,
+    parse_address,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +34,7 @@ def echo_server(*args: str) -> Iterator[tuple[subprocess.Popen[str], list[str]]]
     try:
         assert process.stdout is not None
         addresses: list[str] = []
-        expected = sum(1 for a in args if "://" in a or a.startswith("unix:@"))
+        expected = sum(1 for a in args if "://" in a or ":@" in a)
         # Blocking reads, bounded by the test's timeout: select() would not
         # see lines already in the text wrapper's buffer.
         while len(addresses) < expected:
@@ -91,6 +98,91 @@ def test_echo_answers_a_plain_socket_client(
     assert process.returncode == 0, err
     assert "shutting down" in out
     assert not path.exists()
+
+
+_names = itertools.count()
+
+
+def datagram_client(address: str, directory: Path) -> socket.socket:
+    """A plain datagram socket connected to ``address``, named so it can be answered."""
+    parsed = parse_address(address)
+    if isinstance(parsed, UDPAddress):
+        family = socket.AF_INET6 if ":" in parsed.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.settimeout(10)
+        sock.connect((parsed.host, parsed.port))
+        return sock
+    assert isinstance(parsed, UnixDatagramAddress)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.settimeout(10)
+    sock.bind(str(directory / f"client-{next(_names)}"))  # never a name reused
+    sock.connect("\0" + parsed.path if parsed.abstract else parsed.path)
+    return sock
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("api", ["protocol", "stream"])
+def test_datagram_echo_answers_a_plain_socket_beside_streams(
+    loop: str, api: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "echo.dgram"
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    with echo_server(
+        "udp://127.0.0.1:0",
+        f"unixgram://{path}",
+        f"unixgram:@aiosock-cli-{os.getpid()}",
+        "tcp://127.0.0.1:0",
+        "--codec",
+        "lines",
+        "--api",
+        api,
+        "--loop",
+        loop,
+    ) as (process, addresses):
+        assert [a.split(":")[0] for a in addresses] == [
+            "tcp",
+            "udp",
+            "unixgram",
+            "unixgram",
+        ]
+        with plain_client(addresses[0]) as client:  # streams still served
+            client.sendall(b"stream\n")
+            assert read_line(client) == b"stream\n"
+        for address in addresses[1:]:
+            with datagram_client(address, clients) as client:
+                client.send(b"one\n")
+                client.send(b"not a line")  # no frame: dropped, not fatal
+                client.send(b"two\n")
+                assert client.recv(100) == b"one\n"
+                assert client.recv(100) == b"two\n"
+        # A sender that cannot be answered (its name is gone) harms nobody.
+        with datagram_client(addresses[2], clients) as gone:
+            os.unlink(gone.getsockname())
+            gone.send(b"lost\n")
+        with datagram_client(addresses[2], clients) as client:
+            client.send(b"still here\n")
+            assert client.recv(100) == b"still here\n"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "shutting down" in out
+    assert not path.exists()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_datagram_echo_alone(loop: str, tmp_path: Path) -> None:
+    with echo_server("udp://[::1]:0", "--loop", loop) as (process, addresses):
+        with datagram_client(addresses[0], tmp_path) as client:
+            client.send(b"")
+            assert client.recv(100) == b""
+            client.send(b"x" * 65000)
+            assert client.recv(70000) == b"x" * 65000
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert process.returncode == 0
 
 
 @pytest.mark.timeout(60)
