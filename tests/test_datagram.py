@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import random
 import socket
 import stat
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -377,3 +380,50 @@ async def test_the_callback_api() -> None:
     assert transport.is_closing()
     with pytest.raises(ClosedResourceError):
         transport.send(b"late")
+
+
+def open_sockets() -> set[str]:
+    """The socket descriptors this process holds."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # the listing's own fd
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                found.add(fd)
+    return found
+
+
+@pytest.mark.timeout(120)
+async def test_cancelling_anywhere_leaves_no_descriptor_or_file_behind(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rng = random.Random(11)
+    directory = Path(tempfile.mkdtemp(dir=short_tmp(tmp_path)))
+
+    async def session(round: int) -> None:
+        if round % 2:  # a host name: opening awaits the resolver
+            server_address, client_address = "udp://:0", "udp://localhost:{port}"
+        else:
+            server_address = f"unixgram://{directory}/server-{round}"
+            client_address = server_address
+        async with await aiosock.open_datagram(server_address) as server:
+            port = getattr(server.local_address, "port", 0)
+            remote = client_address.format(port=port)
+            async with await aiosock.connect_datagram(remote) as client:
+                for _ in range(5):
+                    await client.send(b"x" * rng.randint(0, 2000))
+                    data, address = await server.receive()
+                    await server.send(data, address)
+                    assert await client.receive() == data
+
+    before = open_sockets()
+    for round in range(60):  # bounded: 60 cancellations at random points
+        task = asyncio.create_task(session(round))
+        for _ in range(rng.randint(0, 30)):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert open_sockets() == before, f"descriptors leaked in round {round}"
+        assert not os.listdir(directory), f"a socket file left in round {round}"
+    assert "Task was destroyed" not in caplog.text
+    os.rmdir(directory)
