@@ -8,6 +8,8 @@ gap shows in the report instead of vanishing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import Callable, Mapping
 
 import pytest
@@ -38,3 +40,22 @@ def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> Mapping[str, LoopFactory]:
     return {"asyncio": asyncio.new_event_loop, "uvloop": _new_uvloop}
+
+
+def _open_sockets() -> set[str]:
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # the listing's own fd
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                found.add(fd)
+    return found
+
+
+@pytest.fixture
+def open_sockets() -> Callable[[], set[str]]:
+    """A function giving the socket descriptors this process holds now.
+
+    Sockets only: other files come and go (a loop or a plugin may open
+    /dev/null once, on first use).
+    """
+    return _open_sockets

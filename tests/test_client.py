@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import aiosock
 from aiosock import Connection, Lines
-
-
-def open_sockets() -> set[str]:
-    """The socket descriptors this process holds (other files come and go:
-    a loop or a plugin may open /dev/null once, on first use)."""
-    found = set()
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(FileNotFoundError):  # the listing's own fd
-            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
-                found.add(fd)
-    return found
 
 
 async def test_connection_refused_stays_an_os_error() -> None:
@@ -61,7 +50,9 @@ async def test_adopting_a_datagram_socket_is_refused_and_leaves_it_open() -> Non
         sock.getsockname()  # still usable: not closed under us
 
 
-async def test_connect_timeout(tmp_path: Path) -> None:
+async def test_connect_timeout(
+    tmp_path: Path, open_sockets: Callable[[], set[str]]
+) -> None:
     # A Unix listener whose backlog is full makes connect() wait for ever.
     path = str(tmp_path / "full.sock")
     with socket.socket(socket.AF_UNIX) as listener:
@@ -90,7 +81,7 @@ async def echo(connection: Connection) -> None:
 
 @pytest.mark.timeout(120)
 async def test_cancelling_anywhere_leaves_no_descriptor_behind(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, open_sockets: Callable[[], set[str]]
 ) -> None:
     rng = random.Random(7)
 

@@ -9,7 +9,7 @@ import random
 import socket
 import stat
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -382,19 +382,11 @@ async def test_the_callback_api() -> None:
         transport.send(b"late")
 
 
-def open_sockets() -> set[str]:
-    """The socket descriptors this process holds."""
-    found = set()
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(FileNotFoundError):  # the listing's own fd
-            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
-                found.add(fd)
-    return found
-
-
 @pytest.mark.timeout(120)
 async def test_cancelling_anywhere_leaves_no_descriptor_or_file_behind(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    open_sockets: Callable[[], set[str]],
 ) -> None:
     rng = random.Random(11)
     directory = Path(tempfile.mkdtemp(dir=short_tmp(tmp_path)))
