@@ -23,7 +23,6 @@ from aiosock.aio.datagram import (
     DatagramProtocol,
     DatagramTransport,
     Endpoint,
-    Received,
     create_datagram_endpoint,
     open_datagram,
 )
@@ -37,6 +36,7 @@ from aiosock.core.addresses import (
     parse_address,
 )
 from aiosock.core.codecs import Codec, LengthPrefixed, Lines, Raw
+from aiosock.core.datagrams import Received
 from aiosock.core.errors import ClosedResourceError
 
 __all__ = ["main"]

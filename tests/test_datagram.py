@@ -325,7 +325,12 @@ async def test_adopting_a_socket_by_fd() -> None:
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     with right:
         with pytest.raises(ValueError, match="connected"):
-            await aiosock.open_datagram(f"fd://{os.dup(left.fileno())}")
+            await aiosock.open_datagram(f"fd://{left.fileno()}")
+        with pytest.raises(ValueError, match="no local address"):
+            await aiosock.connect_datagram(f"fd://{left.fileno()}", local="udp://:0")
+        with pytest.raises(ValueError, match="adopt"):
+            await aiosock.connect_datagram("unixgram:@x", local=f"fd://{left.fileno()}")
+        left.getsockname()  # a descriptor refused is left open, the caller's
         endpoint = await aiosock.connect_datagram(f"fd://{left.detach()}")
         async with endpoint:
             assert endpoint.peer_address is None  # an unnamed peer
@@ -340,6 +345,21 @@ async def test_adopting_a_socket_by_fd() -> None:
     with pytest.raises(ValueError, match="not a datagram socket"):
         await aiosock.open_datagram(f"fd://{stream.fileno()}")
     stream.close()
+
+
+async def test_a_sender_bound_to_a_relative_path_comes_unnamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(short_tmp(tmp_path))
+    name = f"relative-{os.getpid()}"
+    async with await aiosock.open_datagram(f"unixgram:@aiosock-rel-{name}") as server:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+            sender.bind(name)  # relative: no aiosock address holds it
+            try:
+                sender.sendto(b"hi", f"\0aiosock-rel-{name}")
+                assert await server.receive() == (b"hi", None)
+            finally:
+                os.unlink(name)
 
 
 class Recorder(aiosock.DatagramProtocol):

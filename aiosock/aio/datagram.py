@@ -29,21 +29,27 @@ import asyncio
 import collections
 import contextlib
 import errno
-import ipaddress
-import os
 import socket
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from aiosock.aio.listeners import remove_if_ours, remove_if_stale
+from aiosock._sockets import (
+    Created,
+    is_udp,
+    remove_if_ours,
+    udp_socket,
+    udp_wildcard,
+    unix_datagram_socket,
+    unix_send_limit,
+)
 from aiosock.aio.protocol import _read_buffer
 from aiosock.core.addresses import (
     Address,
     FdAddress,
     UDPAddress,
-    UnixDatagramAddress,
     from_sockaddr,
+    is_ip_literal,
     parse_address,
 )
 from aiosock.core.codecs import Buffer, Codec
@@ -53,8 +59,10 @@ from aiosock.core.datagrams import (
     DatagramStats,
     DatagramTooLarge,
     DatagramTruncated,
+    Received,
     decode_datagram,
     max_payload,
+    sockaddr_for,
 )
 from aiosock.core.errors import ClosedResourceError, translate_os_error
 from aiosock.core.limits import Limits
@@ -221,7 +229,7 @@ class SocketDatagramTransport(DatagramTransport):
             self.connected = False
         self._max_send = max_payload(self._peer or self._local, limits.max_frame_size)
         if sock.family == socket.AF_UNIX:
-            self._max_send = min(self._max_send, _unix_send_limit(sock, self._max_send))
+            self._max_send = min(self._max_send, unix_send_limit(sock, self._max_send))
         # As large as the largest datagram taken: MSG_TRUNC tells a longer one.
         self._view = _read_buffer(
             max_payload(self._local or self._peer, limits.max_frame_size)
@@ -325,11 +333,16 @@ class SocketDatagramTransport(DatagramTransport):
         """The aiosock address of a sender not in the cache (and now in it)."""
         if len(self._addresses) >= _ADDRESS_CACHE:
             self._addresses.clear()
-        address = (
-            None  # an unnamed Unix sender
-            if sockaddr is None
-            else from_sockaddr(self._family, socket.SOCK_DGRAM, sockaddr)
-        )
+        try:
+            address = (
+                None  # an unnamed Unix sender
+                if sockaddr is None
+                else from_sockaddr(self._family, socket.SOCK_DGRAM, sockaddr)
+            )
+        except ValueError:
+            # A name aiosock addresses cannot hold (a Unix socket bound to a
+            # relative path): the datagram is good, so it comes unnamed.
+            address = None
         self._addresses[sockaddr] = address
         return address
 
@@ -435,7 +448,7 @@ class SocketDatagramTransport(DatagramTransport):
                 )
             sockaddr = None
         else:
-            sockaddr = _sockaddr(parsed, self._family)
+            sockaddr = sockaddr_for(parsed, self._family)
         if len(self._sockaddrs) >= _ADDRESS_CACHE:
             self._sockaddrs.clear()
         self._sockaddrs[address] = sockaddr
@@ -537,48 +550,11 @@ def _name(family: int, call: Callable[[], Sockaddr]) -> Address | None:
         return None
 
 
-def _unix_send_limit(sock: socket.socket, wanted: int) -> int:
-    """The largest Unix datagram ``sock`` can send, after asking for ``wanted``.
-
-    Linux refuses (EMSGSIZE) a Unix datagram longer than the send buffer
-    less 32 bytes; the buffer can grow up to ``net.core.wmem_max``.
-    """
-    with contextlib.suppress(OSError):
-        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < wanted + 32:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, wanted + 32)
-    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) - 32
-
-
 def _total(parts: list[Buffer]) -> int:
     return sum(map(len, parts))
 
 
-def _sockaddr(address: Address, family: int) -> Sockaddr:
-    """What ``sendto`` takes for ``address`` on a socket of ``family``."""
-    if isinstance(address, UDPAddress):
-        if family not in (socket.AF_INET, socket.AF_INET6):
-            raise ValueError(f"cannot send to {address} from a Unix socket")
-        try:
-            ip = ipaddress.ip_address(address.host)
-        except ValueError:
-            raise ValueError(
-                f"{address.host!r} is a name: resolve it first, or use Endpoint.send()"
-            ) from None
-        if ip.version == 4 and family == socket.AF_INET6:
-            return (f"::ffff:{ip}", address.port)  # a dual-stack socket
-        if ip.version == 6 and family == socket.AF_INET:
-            raise ValueError(f"cannot send to {address} from an IPv4 socket")
-        return (address.host, address.port)
-    if isinstance(address, UnixDatagramAddress):
-        if family != socket.AF_UNIX:
-            raise ValueError(f"cannot send to {address} from a UDP socket")
-        return "\0" + address.path if address.abstract else address.path
-    raise ValueError(f"{address} is not a datagram address")
-
-
 # ------------------------------------------------------------ async API
-
-Received = tuple[bytes, Address | None]
 
 
 class Endpoint(DatagramProtocol, Generic[T]):
@@ -717,7 +693,7 @@ class Endpoint(DatagramProtocol, Generic[T]):
         does not parse it again.
         """
         parsed = parse_address(address) if isinstance(address, str) else address
-        if not isinstance(parsed, UDPAddress) or _is_ip(parsed.host):
+        if not isinstance(parsed, UDPAddress) or is_ip_literal(parsed.host):
             if len(self._literal) >= _ADDRESS_CACHE:
                 self._literal.clear()
             self._literal.add(address)
@@ -831,14 +807,6 @@ class Endpoint(DatagramProtocol, Generic[T]):
         await self.aclose()
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 # ------------------------------------------------------------- opening
 
 
@@ -868,10 +836,13 @@ async def create_datagram_endpoint(
     local_address = parse_address(local) if isinstance(local, str) else local
     remote_address = parse_address(remote) if isinstance(remote, str) else remote
     created = None
-    if sock is None and isinstance(local_address, FdAddress):
-        sock = socket.socket(fileno=local_address.fd)
-        local_address = None
-    if sock is not None:
+    if isinstance(local_address, FdAddress):
+        if sock is not None or remote_address is not None:
+            raise ValueError(f"{local_address} is adopted as it is: give nothing else")
+        sock = _adopt(local_address, connected=None)
+    elif sock is not None:
+        if local_address is not None or remote_address is not None:
+            raise ValueError("sock= is adopted as it is: give no address with it")
         _check_adopted(sock)
     else:
         sock, created = await _open_socket(local_address, remote_address, unix_mode)
@@ -902,16 +873,18 @@ async def open_datagram(
     where the machine has IPv6; port 0 picks a free port (see
     ``local_address``). See :func:`create_datagram_endpoint`."""
     limits = limits or Limits()
+    address: Address | None = parse_address(local) if isinstance(local, str) else local
+    sock = None
+    if isinstance(address, FdAddress):
+        sock, address = _adopt(address, connected=False), None
     _, endpoint = await create_datagram_endpoint(
         lambda: Endpoint[Received](limits),
-        local=local,
+        local=address,
         codec=codec,
         limits=limits,
+        sock=sock,
         unix_mode=unix_mode,
     )
-    if endpoint.transport.connected:  # an adopted socket
-        endpoint.transport.abort()
-        raise ValueError(f"{local} is connected: use connect_datagram()")
     return endpoint
 
 
@@ -930,128 +903,87 @@ async def connect_datagram(
     target: Address | None = (
         parse_address(remote) if isinstance(remote, str) else remote
     )
-    if isinstance(target, FdAddress):  # adopt a connected socket
-        local, target = target, None
+    bind_to = parse_address(local) if isinstance(local, str) else local
+    if isinstance(bind_to, FdAddress):
+        raise ValueError(f"adopt {bind_to} with connect_datagram({str(bind_to)!r})")
+    sock = None
+    if isinstance(target, FdAddress):
+        if bind_to is not None:
+            raise ValueError(f"{target} is adopted as it is: it takes no local address")
+        sock, target = _adopt(target, connected=True), None
     _, endpoint = await create_datagram_endpoint(
         lambda: Endpoint[bytes](limits),
-        local=local,
+        local=bind_to,
         remote=target,
         codec=codec,
         limits=limits,
+        sock=sock,
     )
-    if not endpoint.transport.connected:
-        endpoint.transport.abort()
-        raise ValueError(f"{local} is not connected: use open_datagram()")
     return endpoint
+
+
+def _adopt(address: FdAddress, *, connected: bool | None) -> socket.socket:
+    """The datagram socket of descriptor ``address.fd``, connected or not as
+    asked (None: either); a descriptor refused is left open, the caller's."""
+    sock = socket.socket(fileno=address.fd)
+    try:
+        _check_adopted(sock)
+        if connected is not None and _is_connected(sock) != connected:
+            raise ValueError(
+                f"{address} is connected: use connect_datagram()"
+                if not connected
+                else f"{address} is not connected: use open_datagram()"
+            )
+    except BaseException:
+        sock.detach()
+        raise
+    return sock
+
+
+def _is_connected(sock: socket.socket) -> bool:
+    try:
+        sock.getpeername()
+    except OSError:  # ENOTCONN
+        return False
+    return True  # the peer may be unnamed (a socketpair)
 
 
 def _check_adopted(sock: socket.socket) -> None:
     if sock.type != socket.SOCK_DGRAM:
-        sock.detach()
         raise ValueError(f"socket {sock.fileno()} is not a datagram socket")
 
 
 async def _open_socket(
     local: Address | None, remote: Address | None, unix_mode: int | None
-) -> tuple[socket.socket, tuple[str, int, int] | None]:
-    if local is None and remote is None:
-        raise ValueError("give a local address, a remote one, or both")
-    for address in (local, remote):
-        if address is not None and not isinstance(
-            address, UDPAddress | UnixDatagramAddress
-        ):
-            raise ValueError(f"{address} is not a datagram address (udp, unixgram)")
-    if isinstance(local, UDPAddress) or isinstance(remote, UDPAddress):
-        if not all(isinstance(a, UDPAddress | None) for a in (local, remote)):
-            raise ValueError(f"cannot mix {local} and {remote}")
-        return await _udp_socket(local, remote), None  # type: ignore[arg-type]
-    return _unix_socket(local, remote, unix_mode)  # type: ignore[arg-type]
+) -> tuple[socket.socket, Created | None]:
+    if not is_udp(local, remote):
+        return unix_datagram_socket(local, remote, unix_mode)  # type: ignore[arg-type]
+    return await _udp_socket(local, remote), None  # type: ignore[arg-type]
 
 
 async def _udp_socket(
     local: UDPAddress | None, remote: UDPAddress | None
 ) -> socket.socket:
     loop = asyncio.get_running_loop()
-    remote_info = None
+    remote_family = connect_to = None
     if remote is not None:
         if not remote.host or remote.port == 0:
             raise ValueError(f"cannot connect to {remote}: it needs a host and a port")
         infos = await loop.getaddrinfo(remote.host, remote.port, type=socket.SOCK_DGRAM)
-        remote_info = infos[0]
-    family, local_sockaddr = await _udp_local(local, remote_info)
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.setblocking(False)
-        if family == socket.AF_INET6 and local is not None and not local.host:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        if local_sockaddr is not None:
-            sock.bind(local_sockaddr)
-        if remote_info is not None:
-            sock.connect(remote_info[4])
-    except BaseException:
-        sock.close()
-        raise
+        remote_family, connect_to = infos[0][0], infos[0][4]
+    plan = udp_wildcard(local, remote_family)
+    if plan is None:  # a local host to resolve
+        assert local is not None
+        infos = await loop.getaddrinfo(
+            local.host,
+            local.port,
+            family=remote_family or 0,
+            type=socket.SOCK_DGRAM,
+            flags=socket.AI_PASSIVE,
+        )
+        plan = infos[0][0], infos[0][4]
+    family, bind_to = plan
+    dual_stack = local is not None and not local.host
+    sock = udp_socket(family, bind_to, connect_to, dual_stack=dual_stack)
+    sock.setblocking(False)
     return sock
-
-
-async def _udp_local(
-    local: UDPAddress | None, remote_info: Any
-) -> tuple[int, Sockaddr | None]:
-    """The family of the socket to make and where to bind it (None: nowhere)."""
-    if local is None:
-        return remote_info[0], None
-    if not local.host:  # every interface: dual-stack where IPv6 exists
-        if remote_info is not None:
-            wildcard = "::" if remote_info[0] == socket.AF_INET6 else "0.0.0.0"
-            return remote_info[0], (wildcard, local.port)
-        if socket.has_ipv6 and _ipv6_works():
-            return socket.AF_INET6, ("::", local.port)
-        return socket.AF_INET, ("0.0.0.0", local.port)
-    loop = asyncio.get_running_loop()
-    family = remote_info[0] if remote_info is not None else 0
-    infos = await loop.getaddrinfo(
-        local.host,
-        local.port,
-        family=family,
-        type=socket.SOCK_DGRAM,
-        flags=socket.AI_PASSIVE,
-    )
-    return infos[0][0], infos[0][4]
-
-
-def _ipv6_works() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM):
-            return True
-    except OSError:
-        return False
-
-
-def _unix_socket(
-    local: UnixDatagramAddress | None,
-    remote: UnixDatagramAddress | None,
-    unix_mode: int | None,
-) -> tuple[socket.socket, tuple[str, int, int] | None]:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    created = None
-    try:
-        sock.setblocking(False)
-        if local is None:
-            sock.bind("")  # Linux auto-bind: an abstract name the peer can answer
-        elif local.abstract:
-            sock.bind("\0" + local.path)
-        else:
-            remove_if_stale(local.path, socket.SOCK_DGRAM)
-            sock.bind(local.path)
-            info = os.stat(local.path)
-            created = (local.path, info.st_dev, info.st_ino)
-            if unix_mode is not None:
-                os.chmod(local.path, unix_mode)
-        if remote is not None:
-            sock.connect("\0" + remote.path if remote.abstract else remote.path)
-    except BaseException:
-        sock.close()
-        if created is not None:
-            remove_if_ours(created)
-        raise
-    return sock, created

@@ -13,14 +13,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import os
 import socket
-import stat
 
 import attrs
 
+from aiosock._sockets import remove_if_ours, remove_if_stale
 from aiosock.core.addresses import (
     Address,
     FdAddress,
@@ -34,8 +33,6 @@ __all__ = [
     "Listener",
     "adopt",
     "open_listeners",
-    "remove_if_ours",
-    "remove_if_stale",
 ]
 
 # 1024: asyncio's default of 100 overflows when a hundred clients connect
@@ -63,15 +60,6 @@ class Listener:
         if self.created is not None:
             remove_if_ours(self.created)
             self.created = None
-
-
-def remove_if_ours(created: tuple[str, int, int]) -> None:
-    """Unlink ``path`` if it is still the file (device, inode) we bound."""
-    path, dev, ino = created
-    with contextlib.suppress(FileNotFoundError):
-        info = os.stat(path)
-        if (info.st_dev, info.st_ino) == (dev, ino):
-            os.unlink(path)
 
 
 async def open_listeners(
@@ -166,33 +154,3 @@ def _unix_listener(address: UnixAddress, backlog: int, mode: int | None) -> List
         sock.close()
         raise
     return Listener(sock=sock, address=address, created=created)
-
-
-def remove_if_stale(path: str, kind: int) -> None:
-    """Unlink a socket file nobody listens on; refuse anything else in the way.
-
-    ``kind`` is the socket type to probe with: a live Unix socket of the
-    other type would refuse the probe as if it were stale.
-    """
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(info.st_mode):
-        raise FileExistsError(
-            errno.EEXIST, f"{path} exists and is not a socket; not removing it"
-        )
-    with socket.socket(socket.AF_UNIX, kind) as probe:
-        # Non-blocking: a live server with a full backlog answers EAGAIN
-        # instead of keeping us waiting.
-        probe.setblocking(False)
-        result = probe.connect_ex(path)
-    if result == errno.ECONNREFUSED:
-        os.unlink(path)  # stale: left by a server that is gone
-    elif result != errno.ENOENT:
-        what = (
-            "a server is already listening"
-            if kind == socket.SOCK_STREAM
-            else ("a datagram socket is already bound")
-        )
-        raise OSError(errno.EADDRINUSE, f"{what} at {path}")

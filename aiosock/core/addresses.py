@@ -45,6 +45,7 @@ __all__ = [
     "UnixAddress",
     "UnixDatagramAddress",
     "from_sockaddr",
+    "is_ip_literal",
     "parse_address",
 ]
 
@@ -283,6 +284,15 @@ def _parse_int(text: str, what: str) -> int:
     if what == "port" and value > 65535:
         raise ValueError(f"port {value} is above 65535")
     return value
+
+
+def is_ip_literal(host: str) -> bool:
+    """True for an IPv4 or IPv6 address written out, False for a host name."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_ipv6(host: str) -> bool:

@@ -12,11 +12,17 @@ turns one datagram into one message or a :class:`DatagramError`.
 from __future__ import annotations
 
 import collections
-from typing import Generic, TypeVar
+import ipaddress
+from typing import Any, Generic, TypeVar
 
 import attrs
 
-from aiosock.core.addresses import Address, UDPAddress
+from aiosock.core.addresses import (
+    Address,
+    AddressFamily,
+    UDPAddress,
+    UnixDatagramAddress,
+)
 from aiosock.core.codecs import Buffer, Codec, Raw
 from aiosock.core.errors import RemoteProtocolError
 from aiosock.core.limits import OverflowPolicy
@@ -29,9 +35,11 @@ __all__ = [
     "DatagramStats",
     "DatagramTooLarge",
     "DatagramTruncated",
+    "Received",
     "decode_datagram",
     "encode_datagram",
     "max_payload",
+    "sockaddr_for",
 ]
 
 # 65,535 bytes of IP datagram less the headers: 20 (IPv4) + 8 (UDP); an
@@ -40,6 +48,10 @@ MAX_UDP4_PAYLOAD = 65_507
 MAX_UDP6_PAYLOAD = 65_527
 
 T = TypeVar("T")
+
+#: What a bound endpoint receives: the datagram and its sender (None for an
+#: unnamed Unix socket).
+Received = tuple[bytes, Address | None]
 
 
 @attrs.define
@@ -204,3 +216,34 @@ class DatagramQueue(Generic[T]):
 
     def __bool__(self) -> bool:
         return bool(self._items)
+
+
+def sockaddr_for(address: Address, family: int) -> Any:
+    """What ``sendto`` takes for ``address`` on a socket of ``family``.
+
+    An IPv4 address on an IPv6 socket becomes its mapped form (a dual-stack
+    socket takes it). Raises ``ValueError`` for a host name (resolve it
+    first), no host, a family the socket cannot reach, or an address that
+    is not a datagram one.
+    """
+    if isinstance(address, UDPAddress):
+        if family not in (AddressFamily.AF_INET, AddressFamily.AF_INET6):
+            raise ValueError(f"cannot send to {address} from a Unix socket")
+        if not address.host:
+            raise ValueError(f"cannot send to {address}: it needs a host")
+        try:
+            ip = ipaddress.ip_address(address.host)
+        except ValueError:
+            raise ValueError(
+                f"{address.host!r} is a host name: resolve it first"
+            ) from None
+        if ip.version == 4 and family == AddressFamily.AF_INET6:
+            return (f"::ffff:{ip}", address.port)
+        if ip.version == 6 and family == AddressFamily.AF_INET:
+            raise ValueError(f"cannot send to {address} from an IPv4 socket")
+        return (address.host, address.port)
+    if isinstance(address, UnixDatagramAddress):
+        if family != AddressFamily.AF_UNIX:
+            raise ValueError(f"cannot send to {address} from a UDP socket")
+        return "\0" + address.path if address.abstract else address.path
+    raise ValueError(f"{address} is not a datagram address")
