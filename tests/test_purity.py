@@ -46,4 +46,4 @@ def test_only_the_asyncio_layer_and_what_stands_on_it_import_asyncio() -> None:
     }
     assert importers <= {"aio", "testing", "cli.py"}
     assert "core" not in importers
-    assert "sync.py" not in importers
+    assert "sync" not in importers

@@ -1,11 +1,4 @@
-"""A blocking client over plain sockets: the core's codecs with no event loop.
-
-Handy in scripts and REPLs; each call blocks the calling thread::
-
-    with connect("tcp://127.0.0.1:8000", codec=LengthPrefixed(), timeout=5) as conn:
-        conn.send(b"ping")
-        reply = conn.receive()
-"""
+"""The blocking stream :class:`Connection`: whole messages over a plain socket."""
 
 from __future__ import annotations
 
@@ -35,7 +28,7 @@ from aiosock.core.errors import (
 )
 from aiosock.core.limits import Limits
 
-__all__ = ["Connection", "connect"]
+__all__ = ["Connection", "check_timeout", "connect"]
 
 
 def connect(
@@ -64,8 +57,7 @@ def connect(
         address = parse_address(address)
     if isinstance(address, UDPAddress | UnixDatagramAddress):
         raise ValueError(f"{address} is a datagram address; use a datagram endpoint")
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be positive or None, got {timeout}")
+    check_timeout(timeout)
     if isinstance(address, TCPAddress):
         sock = _open_tcp(address, timeout)
     elif isinstance(address, UnixAddress):
@@ -349,3 +341,9 @@ class Connection:
                 raise
             self._broken = exc
             raise translate_os_error(exc) from exc
+
+
+def check_timeout(timeout: float | None) -> None:
+    """Refuse a timeout that is not positive or None (NaN too)."""
+    if timeout is not None and not timeout > 0:  # also refuses NaN
+        raise ValueError(f"timeout must be positive or None, got {timeout}")
