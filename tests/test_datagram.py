@@ -206,6 +206,23 @@ async def test_icmp_port_unreachable_surfaces_and_the_endpoint_goes_on() -> None
         assert client.stats.sent == 2
 
 
+async def test_a_unix_client_reaches_a_server_bound_again_at_its_name(
+    tmp_path: Path,
+) -> None:
+    address = f"unixgram://{short_tmp(tmp_path)}/server-{os.getpid()}"
+    async with await aiosock.open_datagram(address):
+        client = await aiosock.connect_datagram(address)
+    async with client:
+        # Linux drops a Unix socket's peer when the peer refuses a send.
+        for _ in range(2):
+            with pytest.raises(ConnectionRefusedError):
+                await client.send(b"anyone?")
+        async with await aiosock.open_datagram(address) as server:
+            await client.send(b"back")
+            assert await server.receive() == (b"back", client.local_address)
+    assert (client.stats.sent, client.stats.errors) == (1, 2)
+
+
 async def test_send_and_receive_after_close(
     pair: tuple[Endpoint[bytes], Endpoint[bytes]],
 ) -> None:

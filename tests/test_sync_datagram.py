@@ -574,6 +574,26 @@ def test_a_send_to_a_unix_peer_that_is_gone_is_refused(pair: Pair) -> None:
     with pytest.raises(ConnectionRefusedError):
         a.send(b"anyone?")
     assert (a.stats.sent, a.stats.errors) == (0, 1)
+    with pytest.raises(ConnectionRefusedError):  # an unnamed peer stays gone
+        a.send(b"anyone now?")
+    assert (a.stats.sent, a.stats.errors) == (0, 2)
+
+
+def test_a_unix_client_reaches_a_server_bound_again_at_its_name(
+    sock_dir: Path,
+) -> None:
+    address = f"unixgram://{sock_dir}/server"
+    with open_datagram(address, timeout=TIMEOUT):
+        client = connect_datagram(address, timeout=TIMEOUT)
+    with client:
+        # Linux drops a Unix socket's peer when the peer refuses a send.
+        for _ in range(2):
+            with pytest.raises(ConnectionRefusedError):
+                client.send(b"anyone?")
+        with open_datagram(address, timeout=TIMEOUT) as server:
+            client.send(b"back")
+            assert server.receive() == (b"back", client.local_address)
+    assert (client.stats.sent, client.stats.errors) == (1, 2)
 
 
 # -------------------------------------------------------------- timeouts

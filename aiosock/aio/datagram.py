@@ -245,6 +245,7 @@ class SocketDatagramTransport(DatagramTransport):
         self._closed = False
         self._error: Exception | None = None
         self._rearm_scheduled = False
+        self._rejoin = False  # connect to the peer again before sending
 
     def _start(self) -> None:
         self._protocol.connection_made(self)
@@ -361,6 +362,8 @@ class SocketDatagramTransport(DatagramTransport):
             target = self._target(address)
         if not self._pending:
             try:
+                if self._rejoin:
+                    self._reconnect()
                 # _send_now inlined: this is the path of every datagram.
                 if isinstance(payload, list):
                     self._send_now(payload, target)
@@ -375,6 +378,7 @@ class SocketDatagramTransport(DatagramTransport):
                 if exc.errno in _CLOSED_ERRNOS:
                     self._fatal(exc)
                     raise translate_os_error(exc) from exc
+                self._refused(exc)
                 raise
             else:
                 self.stats.sent += 1
@@ -399,11 +403,34 @@ class SocketDatagramTransport(DatagramTransport):
         else:
             sock.sendto(payload, target)
 
+    def _refused(self, exc: OSError) -> None:
+        """Note a send that failed; a refused Unix one cost us the peer."""
+        if exc.errno == errno.ECONNREFUSED and self.connected:
+            # Linux disconnects a Unix datagram socket when its peer, gone,
+            # refuses a send: every send after fails with ENOTCONN, even once
+            # a new peer is bound at the name. Connect again before the next.
+            self._rejoin = self._family == socket.AF_UNIX
+
+    def _reconnect(self) -> None:
+        """Connect to the peer again; ``ConnectionRefusedError`` while it is gone."""
+        peer = self._peer
+        if peer is None:  # an unnamed peer (a socketpair) cannot come back
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "the peer is gone")
+        try:
+            self._sock.connect(sockaddr_for(peer, self._family))
+        except FileNotFoundError as exc:
+            raise ConnectionRefusedError(
+                errno.ECONNREFUSED, f"nobody is bound at {peer}"
+            ) from exc
+        self._rejoin = False
+
     def _write_ready(self) -> None:
         pending = self._pending
         while pending:
             payload, target = pending[0]
             try:
+                if self._rejoin:
+                    self._reconnect()
                 self._send_now(payload, target)
             except _AGAIN:
                 return
@@ -413,6 +440,7 @@ class SocketDatagramTransport(DatagramTransport):
                 if exc.errno in _CLOSED_ERRNOS:
                     self._fatal(exc)
                     return
+                self._refused(exc)
                 self._schedule_rearm()
                 self._protocol.error_received(exc)
             else:
@@ -783,6 +811,7 @@ class Endpoint(DatagramProtocol, Generic[T]):
         """Close: send what is kept for sending (at most ``limits.close_timeout``),
         then release the socket. Idempotent; if cancelled, aborts and re-raises."""
         self._closed = True
+        self._queue.clear()  # closed means closed: receive() gives nothing more
         self._wake_all(self._receivers)
         transport = self.transport
         transport.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
@@ -243,6 +244,7 @@ class DatagramEndpoint(Generic[T]):
         "_max_receive",
         "_max_send",
         "_peer",
+        "_rejoin",
         "_senders",
         "_targets",
         "_view",
@@ -297,6 +299,7 @@ class DatagramEndpoint(Generic[T]):
         # remove at close, and whether close may shut the socket down.
         self._created: tuple[str, int, int] | None = None
         self._wake_on_close = False
+        self._rejoin = False  # connect to the peer again before sending
 
     @property
     def local_address(self) -> Address | None:
@@ -342,6 +345,8 @@ class DatagramEndpoint(Generic[T]):
         target = self._target(address)
         sock = self.socket
         with self._os_errors():
+            if self._rejoin:
+                self._reconnect()
             if isinstance(payload, list):
                 if target is None:
                     sock.sendmsg(payload)
@@ -533,7 +538,26 @@ class DatagramEndpoint(Generic[T]):
             # datagram; the socket stays usable, as every OS treats it, so
             # the error is not a broken resource but the OSError itself.
             self.stats.errors += 1
+            if exc.errno == errno.ECONNREFUSED and self._connected:
+                # Linux disconnects a Unix datagram socket when its peer,
+                # gone, refuses a send: every send after fails with ENOTCONN,
+                # even once a new peer is bound at the name. Connect again
+                # before the next.
+                self._rejoin = self._family == socket.AF_UNIX
             raise
+
+    def _reconnect(self) -> None:
+        """Connect to the peer again; ``ConnectionRefusedError`` while it is gone."""
+        peer = self._peer
+        if peer is None:  # an unnamed peer (a socketpair) cannot come back
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "the peer is gone")
+        try:
+            self.socket.connect(sockaddr_for(peer, self._family))
+        except FileNotFoundError as exc:
+            raise ConnectionRefusedError(
+                errno.ECONNREFUSED, f"nobody is bound at {peer}"
+            ) from exc
+        self._rejoin = False
 
 
 def _datagram_name(family: int, call: Callable[[], Sockaddr]) -> Address | None:
