@@ -71,11 +71,10 @@ class EchoDatagrams(DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, address: Address | None) -> None:
-        if address is None:  # an unnamed Unix sender cannot be answered
-            return
-        # A Unix sender whose socket is gone refuses the answer; nobody is
-        # left to tell, and everyone else is still served.
-        with contextlib.suppress(OSError):
+        # An unnamed Unix sender cannot be answered. One whose socket is gone
+        # refuses the answer: error_received hears of it, nobody is left to
+        # tell, and everyone else is still served.
+        if address is not None:
             self.transport.send(data, address)
 
 

@@ -419,6 +419,28 @@ async def test_the_callback_api() -> None:
         transport.send(b"late")
 
 
+async def test_a_unix_peer_that_is_gone_costs_one_datagram_not_the_endpoint(
+    tmp_path: Path,
+) -> None:
+    gone = f"unixgram://{short_tmp(tmp_path)}/gone-{os.getpid()}"
+    transport, protocol = await aiosock.create_datagram_endpoint(
+        Recorder, local=f"unixgram:@aiosock-gone-{os.getpid()}"
+    )
+    # The callback API reports it, as asyncio's transports do.
+    transport.send(b"lost", gone)
+    assert protocol.events == ["made", FileNotFoundError]
+    assert (transport.stats.sent, transport.stats.errors) == (0, 1)
+    transport.close()
+    assert await protocol.lost is None
+    # The async API raises it from the send that lost it; the next goes on.
+    async with await aiosock.open_datagram("unixgram:@aiosock-gone-2") as endpoint:
+        with pytest.raises(FileNotFoundError):
+            await endpoint.send(b"lost", gone)
+        await endpoint.send(b"self", endpoint.local_address)
+        assert await endpoint.receive() == (b"self", endpoint.local_address)
+        assert (endpoint.stats.sent, endpoint.stats.errors) == (1, 1)
+
+
 @pytest.mark.timeout(120)
 async def test_cancelling_anywhere_leaves_no_descriptor_or_file_behind(
     tmp_path: Path,

@@ -140,12 +140,15 @@ class DatagramTransport:
         """Send ``data`` as one datagram (one frame of the codec, with one).
 
         ``address`` is required on a bound endpoint and must be left out (or
-        be the peer) on a connected one. Raises :class:`DatagramTooLarge`
-        (nothing sent) above :attr:`max_datagram_size`, ``ValueError`` for a
-        wrong or unresolved address (a host name: resolve it first, or use
-        :meth:`Endpoint.send`), :class:`ClosedResourceError` after close,
-        and an ``OSError`` the socket reported for an earlier datagram
-        (``ConnectionRefusedError``: nothing was sent; try again).
+        be the peer) on a connected one. Raises, with nothing sent,
+        :class:`DatagramTooLarge` above :attr:`max_datagram_size`,
+        ``ValueError`` for a wrong or unresolved address (a host name:
+        resolve it first, or use :meth:`Endpoint.send`), and
+        :class:`ClosedResourceError` after close. An ``OSError`` from the
+        socket (a Unix peer that is gone: ``ConnectionRefusedError``) goes
+        to :meth:`DatagramProtocol.error_received`, as asyncio's transports
+        do: the datagram is lost, counted in ``stats.errors``, and the
+        endpoint goes on.
         """
         raise NotImplementedError
 
@@ -378,8 +381,11 @@ class SocketDatagramTransport(DatagramTransport):
                 if exc.errno in _CLOSED_ERRNOS:
                     self._fatal(exc)
                     raise translate_os_error(exc) from exc
+                # As asyncio's transports do: this datagram is lost, which
+                # the protocol hears of; the endpoint goes on.
                 self._refused(exc)
-                raise
+                self._protocol.error_received(exc)
+                return
             else:
                 self.stats.sent += 1
                 return
@@ -691,10 +697,12 @@ class Endpoint(DatagramProtocol, Generic[T]):
         """Send one datagram; wait while the send buffer is above high water.
 
         As :meth:`DatagramTransport.send`, and a host name in ``address`` is
-        resolved (the first address of the socket's family). A socket error
-        reported for an earlier datagram (ICMP: ``ConnectionRefusedError``)
-        is raised here if no receive raised it first; the endpoint stays
-        usable. Delivery is not confirmed: datagrams may be lost.
+        resolved (the first address of the socket's family). Raises the
+        ``OSError`` of this datagram (a Unix peer that is gone:
+        ``ConnectionRefusedError``), or one reported for an earlier datagram
+        (ICMP) if no receive raised it first; the endpoint stays usable, so
+        a server answering many peers catches it and goes on. Delivery is
+        not confirmed: datagrams may be lost.
         """
         if self._pending_error is not None:
             self._raise_pending()
@@ -702,6 +710,8 @@ class Endpoint(DatagramProtocol, Generic[T]):
         if address is not None and address not in self._literal:
             address = await self._resolve(address)
         transport.send(data, address)
+        if self._pending_error is not None:  # this datagram's, just reported
+            self._raise_pending()
         while self._paused_writing:
             waiter = self._loop.create_future()
             self._senders.append(waiter)
