@@ -22,10 +22,9 @@ from aiosock.aio.connection import Connection
 from aiosock.aio.datagram import (
     DatagramProtocol,
     DatagramTransport,
-    Endpoint,
     create_datagram_endpoint,
-    open_datagram,
 )
+from aiosock.aio.endpoint import Endpoint, open_datagram
 from aiosock.aio.loops import LoopName, run
 from aiosock.aio.protocol import Protocol, Transport
 from aiosock.aio.server import DEFAULT_GRACE, Server, create_server, serve

@@ -5,11 +5,9 @@ from aiosock.aio.connection import Connection
 from aiosock.aio.datagram import (
     DatagramProtocol,
     DatagramTransport,
-    Endpoint,
-    connect_datagram,
     create_datagram_endpoint,
-    open_datagram,
 )
+from aiosock.aio.endpoint import Endpoint, connect_datagram, open_datagram
 from aiosock.aio.loops import loop_factory, run
 from aiosock.aio.protocol import Protocol, Transport
 from aiosock.aio.server import Server, create_server, serve

@@ -32,7 +32,7 @@ from typing import Any, Literal, Protocol
 
 import attrs
 
-from aiosock.aio.datagram import Endpoint
+from aiosock.aio.endpoint import Endpoint
 from aiosock.core.addresses import Address, UDPAddress, UnixDatagramAddress
 from aiosock.core.datagrams import DatagramTooLarge
 from aiosock.core.errors import ClosedResourceError

@@ -18,11 +18,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from aiosock.aio.datagram import (
-    DatagramProtocol,
-    DatagramTransport,
-    Endpoint,
-)
+from aiosock.aio.datagram import DatagramProtocol, DatagramTransport
+from aiosock.aio.endpoint import Endpoint
 from aiosock.core.addresses import (
     Address,
     AddressFamily,

@@ -1,0 +1,361 @@
+"""The awaitable datagram :class:`Endpoint`, and ``open_datagram`` /
+``connect_datagram`` that make one.
+
+An :class:`Endpoint` is a :class:`~aiosock.aio.datagram.DatagramProtocol`
+that keeps what arrives in a bounded queue for ``await receive()`` and
+``async for``, and turns the transport's water marks into an ``await
+send()`` that waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import socket
+from types import TracebackType
+from typing import Generic, TypeVar
+
+from aiosock.aio.datagram import (
+    ADDRESS_CACHE,
+    DatagramProtocol,
+    DatagramTransport,
+    adopt_fd,
+    create_datagram_endpoint,
+)
+from aiosock.core.addresses import (
+    Address,
+    FdAddress,
+    UDPAddress,
+    is_ip_literal,
+    parse_address,
+)
+from aiosock.core.codecs import Buffer, Codec
+from aiosock.core.datagrams import (
+    DatagramError,
+    DatagramQueue,
+    DatagramStats,
+    Received,
+)
+from aiosock.core.errors import ClosedResourceError
+from aiosock.core.limits import Limits
+
+__all__ = ["Endpoint", "connect_datagram", "open_datagram"]
+
+T = TypeVar("T")
+
+
+class Endpoint(DatagramProtocol, Generic[T]):
+    """A datagram endpoint with awaitable ``send`` and ``receive``.
+
+    Made by :func:`open_datagram` (bound: ``receive()`` returns
+    ``(data, address)``) or :func:`connect_datagram` (connected:
+    ``receive()`` returns ``data``). Use it as ``async with`` to close it.
+
+    Datagrams wait in a queue of ``limits.datagram_queue`` for a reader;
+    a full queue drops per ``limits.datagram_overflow``, counted in
+    :attr:`stats`. The socket is always read, so a slow reader loses
+    datagrams here, counted, instead of in the kernel, unseen.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._transport: DatagramTransport | None = None
+        self.stats = DatagramStats()
+        self._queue: DatagramQueue[Received | DatagramError] = DatagramQueue(
+            limits.datagram_queue, limits.datagram_overflow, self.stats
+        )
+        self._receivers: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._senders: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._paused_writing = False
+        self._pending_error: OSError | None = None  # from the socket, not yet raised
+        # Addresses send() took that need no name resolution.
+        self._literal: set[str | Address] = set()
+        self._end: Exception | None = None  # why receive() can return no more
+        self._closed = False
+        self._connected = False
+        self._loop = asyncio.get_running_loop()
+        self._lost: asyncio.Future[None] = self._loop.create_future()
+
+    # ------------------------------------------------------ callbacks
+
+    def connection_made(self, transport: DatagramTransport) -> None:
+        self._transport = transport
+        transport.stats = self.stats  # one set of counters for both layers
+        self._queue.stats = self.stats
+        self._connected = transport.connected
+
+    def datagram_received(self, data: bytes, address: Address | None) -> None:
+        self._queue.push((data, address))
+        self._wake_one()
+
+    def error_received(self, exc: Exception) -> None:
+        if isinstance(exc, DatagramError):
+            self._queue.push(exc)  # in order, and bounded like any datagram
+            self._wake_one()
+        elif isinstance(exc, OSError):
+            self._pending_error = exc
+            self._wake_all(self._receivers)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._end is None:
+            self._end = exc or ClosedResourceError("the endpoint was closed")
+        self._wake_all(self._receivers)
+        self._wake_all(self._senders)
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        self._wake_all(self._senders)
+
+    def _wake_one(self) -> None:
+        receivers = self._receivers
+        while receivers:
+            waiter = receivers.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    @staticmethod
+    def _wake_all(waiters: collections.deque[asyncio.Future[None]]) -> None:
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # ------------------------------------------------------------ API
+
+    @property
+    def transport(self) -> DatagramTransport:
+        assert self._transport is not None, "not open"
+        return self._transport
+
+    @property
+    def local_address(self) -> Address | None:
+        return self.transport.local_address
+
+    @property
+    def peer_address(self) -> Address | None:
+        """The connected peer; None for a bound endpoint (or an unnamed peer)."""
+        return self.transport.peer_address
+
+    @property
+    def max_datagram_size(self) -> int:
+        return self.transport.max_datagram_size
+
+    async def send(self, data: Buffer, address: str | Address | None = None) -> None:
+        """Send one datagram; wait while the send buffer is above high water.
+
+        As :meth:`DatagramTransport.send`, and a host name in ``address`` is
+        resolved (the first address of the socket's family). Raises the
+        ``OSError`` of this datagram (a Unix peer that is gone:
+        ``ConnectionRefusedError``), or one reported for an earlier datagram
+        (ICMP) if no receive raised it first; the endpoint stays usable, so
+        a server answering many peers catches it and goes on. Delivery is
+        not confirmed: datagrams may be lost.
+        """
+        if self._pending_error is not None:
+            self._raise_pending()
+        transport = self.transport
+        if address is not None and address not in self._literal:
+            address = await self._resolve(address)
+        transport.send(data, address)
+        if self._pending_error is not None:  # this datagram's, just reported
+            self._raise_pending()
+        while self._paused_writing:
+            waiter = self._loop.create_future()
+            self._senders.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                with contextlib.suppress(ValueError):
+                    self._senders.remove(waiter)
+                raise
+            if self._end is not None:  # closed while waiting
+                raise self._end.with_traceback(None)
+
+    async def _resolve(self, address: str | Address) -> Address:
+        """``address`` with a host name replaced by an address of it.
+
+        One that needs nothing is remembered, so that sending to it again
+        does not parse it again.
+        """
+        parsed = parse_address(address) if isinstance(address, str) else address
+        if not isinstance(parsed, UDPAddress) or is_ip_literal(parsed.host):
+            if len(self._literal) >= ADDRESS_CACHE:
+                self._literal.clear()
+            self._literal.add(address)
+            return parsed
+        sock = self.transport.get_extra_info("socket")
+        family = sock.family if sock is not None else 0
+        infos = await self._loop.getaddrinfo(
+            parsed.host, parsed.port, family=family, type=socket.SOCK_DGRAM
+        )
+        host = str(infos[0][4][0])
+        return UDPAddress(host=host, port=parsed.port)
+
+    def _raise_pending(self) -> None:
+        error = self._pending_error
+        if error is not None:
+            self._pending_error = None
+            raise error.with_traceback(None)
+
+    async def receive(self) -> T:
+        """The next datagram: ``(data, address)`` when bound, ``data`` when connected.
+
+        Raises, and the endpoint stays usable: a :class:`DatagramError` for
+        a datagram that was cut or did not decode (in its place in the
+        order); the ``OSError`` the socket reported (ICMP, on a connected
+        endpoint: ``ConnectionRefusedError``), once. Raises
+        :class:`ClosedResourceError` after :meth:`aclose`, and
+        :class:`TimeoutError` after ``limits.read_timeout``. Cancellation
+        loses no datagram.
+        """
+        item = await self._next()
+        if isinstance(item, DatagramError):
+            raise item
+        return item[0] if self._connected else item  # type: ignore[return-value]
+
+    async def _next(self) -> Received | DatagramError:
+        queue = self._queue
+        if not queue or self._pending_error is not None:
+            if self._limits.read_timeout is None:
+                await self._wait()
+            else:
+                async with asyncio.timeout(self._limits.read_timeout):
+                    await self._wait()
+        return queue.pop()
+
+    async def _wait(self) -> None:
+        while True:
+            self._raise_pending()
+            if self._closed:
+                raise ClosedResourceError("the endpoint was closed")
+            if self._queue:
+                return
+            if self._end is not None:
+                raise self._end.with_traceback(None)
+            waiter = self._loop.create_future()
+            self._receivers.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                with contextlib.suppress(ValueError):
+                    self._receivers.remove(waiter)
+                raise
+
+    def __aiter__(self) -> Endpoint[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        """The next good datagram, as :meth:`receive` returns it.
+
+        The iteration skips datagrams that were cut or did not decode (they
+        are in :attr:`stats`), so garbage from the network cannot end a
+        server's loop; it ends when the endpoint is closed. Socket errors
+        (ICMP) are raised, as by :meth:`receive`.
+        """
+        queue = self._queue
+        while True:
+            if queue and self._pending_error is None:  # no need to wait
+                item = queue.pop()
+            else:
+                try:
+                    item = await self._next()
+                except ClosedResourceError:
+                    raise StopAsyncIteration from None
+            if not isinstance(item, DatagramError):
+                return item[0] if self._connected else item  # type: ignore[return-value]
+
+    async def aclose(self) -> None:
+        """Close: send what is kept for sending (at most ``limits.close_timeout``),
+        then release the socket. Idempotent; if cancelled, aborts and re-raises."""
+        self._closed = True
+        self._queue.clear()  # closed means closed: receive() gives nothing more
+        self._wake_all(self._receivers)
+        transport = self.transport
+        transport.close()
+        try:
+            async with asyncio.timeout(self._limits.close_timeout):
+                await asyncio.shield(self._lost)
+        except TimeoutError:
+            transport.abort()
+        except asyncio.CancelledError:
+            transport.abort()
+            raise
+
+    async def __aenter__(self) -> Endpoint[T]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+async def open_datagram(
+    local: str | Address,
+    *,
+    codec: Codec | None = None,
+    limits: Limits | None = None,
+    unix_mode: int | None = None,
+) -> Endpoint[Received]:
+    """A bound endpoint: ``receive()`` returns ``(data, address)``, ``send``
+    takes an address. ``udp://:PORT`` takes datagrams of both IP families
+    where the machine has IPv6; port 0 picks a free port (see
+    ``local_address``). See :func:`create_datagram_endpoint`."""
+    limits = limits or Limits()
+    address: Address | None = parse_address(local) if isinstance(local, str) else local
+    sock = None
+    if isinstance(address, FdAddress):
+        sock, address = adopt_fd(address, connected=False), None
+    _, endpoint = await create_datagram_endpoint(
+        lambda: Endpoint[Received](limits),
+        local=address,
+        codec=codec,
+        limits=limits,
+        sock=sock,
+        unix_mode=unix_mode,
+    )
+    return endpoint
+
+
+async def connect_datagram(
+    remote: str | Address,
+    *,
+    local: str | Address | None = None,
+    codec: Codec | None = None,
+    limits: Limits | None = None,
+) -> Endpoint[bytes]:
+    """A connected endpoint: ``send(data)``, ``receive()`` returns ``data``,
+    and only the peer's datagrams arrive; ``fd://N`` adopts a socket that is
+    already connected. ICMP errors for what it sent
+    surface on the next call. See :func:`create_datagram_endpoint`."""
+    limits = limits or Limits()
+    target: Address | None = (
+        parse_address(remote) if isinstance(remote, str) else remote
+    )
+    bind_to = parse_address(local) if isinstance(local, str) else local
+    if isinstance(bind_to, FdAddress):
+        raise ValueError(f"adopt {bind_to} with connect_datagram({str(bind_to)!r})")
+    sock = None
+    if isinstance(target, FdAddress):
+        if bind_to is not None:
+            raise ValueError(f"{target} is adopted as it is: it takes no local address")
+        sock, target = adopt_fd(target, connected=True), None
+    _, endpoint = await create_datagram_endpoint(
+        lambda: Endpoint[bytes](limits),
+        local=bind_to,
+        remote=target,
+        codec=codec,
+        limits=limits,
+        sock=sock,
+    )
+    return endpoint
