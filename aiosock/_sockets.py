@@ -16,11 +16,13 @@ import stat
 from typing import Any
 
 from aiosock.core.addresses import Address, UDPAddress, UnixDatagramAddress
+from aiosock.core.datagrams import sockaddr_for
 
 __all__ = [
     "Created",
     "ipv6_works",
     "is_udp",
+    "reconnect_unix",
     "remove_if_ours",
     "remove_if_stale",
     "udp_socket",
@@ -198,3 +200,21 @@ def unix_send_limit(sock: socket.socket, wanted: int) -> int:
         if sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < wanted + 32:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, wanted + 32)
     return sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) - 32
+
+
+def reconnect_unix(sock: socket.socket, peer: Address | None) -> None:
+    """Connect a Unix datagram socket to ``peer`` again, after Linux dropped it.
+
+    Linux disconnects a Unix datagram socket when its peer, gone, refuses a
+    send: every send after fails with ENOTCONN, even once a new peer is
+    bound at the name. Raises ``ConnectionRefusedError`` while nobody is
+    there, and always for an unnamed peer (a socketpair's cannot come back).
+    """
+    if peer is None:
+        raise ConnectionRefusedError(errno.ECONNREFUSED, "the peer is gone")
+    try:
+        sock.connect(sockaddr_for(peer, socket.AF_UNIX))
+    except FileNotFoundError as exc:
+        raise ConnectionRefusedError(
+            errno.ECONNREFUSED, f"nobody is bound at {peer}"
+        ) from exc

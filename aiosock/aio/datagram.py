@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 from aiosock._sockets import (
     Created,
     is_udp,
+    reconnect_unix,
     remove_if_ours,
     udp_socket,
     udp_wildcard,
@@ -409,22 +410,12 @@ class SocketDatagramTransport(DatagramTransport):
     def _refused(self, exc: OSError) -> None:
         """Note a send that failed; a refused Unix one cost us the peer."""
         if exc.errno == errno.ECONNREFUSED and self.connected:
-            # Linux disconnects a Unix datagram socket when its peer, gone,
-            # refuses a send: every send after fails with ENOTCONN, even once
-            # a new peer is bound at the name. Connect again before the next.
+            # Linux dropped a Unix peer: connect again before the next send
+            # (see reconnect_unix).
             self._rejoin = self._family == socket.AF_UNIX
 
     def _reconnect(self) -> None:
-        """Connect to the peer again; ``ConnectionRefusedError`` while it is gone."""
-        peer = self._peer
-        if peer is None:  # an unnamed peer (a socketpair) cannot come back
-            raise ConnectionRefusedError(errno.ECONNREFUSED, "the peer is gone")
-        try:
-            self._sock.connect(sockaddr_for(peer, self._family))
-        except FileNotFoundError as exc:
-            raise ConnectionRefusedError(
-                errno.ECONNREFUSED, f"nobody is bound at {peer}"
-            ) from exc
+        reconnect_unix(self._sock, self._peer)
         self._rejoin = False
 
     def _write_ready(self) -> None:

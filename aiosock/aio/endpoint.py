@@ -167,14 +167,7 @@ class Endpoint(DatagramProtocol, Generic[T]):
         if self._pending_error is not None:  # this datagram's, just reported
             self._raise_pending()
         while self._paused_writing:
-            waiter = self._loop.create_future()
-            self._senders.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                with contextlib.suppress(ValueError):
-                    self._senders.remove(waiter)
-                raise
+            await self._park(self._senders)
             if self._end is not None:  # closed while waiting
                 raise self._end.with_traceback(None)
 
@@ -239,14 +232,18 @@ class Endpoint(DatagramProtocol, Generic[T]):
                 return
             if self._end is not None:
                 raise self._end.with_traceback(None)
-            waiter = self._loop.create_future()
-            self._receivers.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                with contextlib.suppress(ValueError):
-                    self._receivers.remove(waiter)
-                raise
+            await self._park(self._receivers)
+
+    async def _park(self, waiters: collections.deque[asyncio.Future[None]]) -> None:
+        """Wait in ``waiters`` until woken; a cancelled waiter leaves the line."""
+        waiter = self._loop.create_future()
+        waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            with contextlib.suppress(ValueError):
+                waiters.remove(waiter)
+            raise
 
     def __aiter__(self) -> Endpoint[T]:
         return self
