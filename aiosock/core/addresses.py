@@ -121,7 +121,7 @@ class _InetAddress:
         return f"{self.scheme}://{host}:{self.port}"
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, cache_hash=True)
 class TCPAddress(_InetAddress):
     """A TCP host and port (``tcp://HOST:PORT``)."""
 
@@ -129,7 +129,7 @@ class TCPAddress(_InetAddress):
     kind = SocketKind.SOCK_STREAM
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, cache_hash=True)
 class UDPAddress(_InetAddress):
     """A UDP host and port (``udp://HOST:PORT``)."""
 
@@ -170,7 +170,7 @@ class _UnixAddressBase:
         return f"{self.scheme}://{self.path}"
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, cache_hash=True)
 class UnixAddress(_UnixAddressBase):
     """A Unix stream socket (``unix:///path`` or ``unix:@name``)."""
 
@@ -178,7 +178,7 @@ class UnixAddress(_UnixAddressBase):
     kind = SocketKind.SOCK_STREAM
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, cache_hash=True)
 class UnixDatagramAddress(_UnixAddressBase):
     """A Unix datagram socket (``unixgram:///path`` or ``unixgram:@name``)."""
 
