@@ -218,3 +218,10 @@ def reconnect_unix(sock: socket.socket, peer: Address | None) -> None:
         raise ConnectionRefusedError(
             errno.ECONNREFUSED, f"nobody is bound at {peer}"
         ) from exc
+
+
+def mapped_if_ipv6(family: int) -> int:
+    """``getaddrinfo`` flags for sending from a socket of ``family``: on an
+    IPv6 socket (dual-stack by default), a name with only IPv4 addresses
+    comes back mapped (``::ffff:a.b.c.d``) instead of failing."""
+    return socket.AI_V4MAPPED if family == socket.AF_INET6 else 0

@@ -79,16 +79,15 @@ class EchoDatagrams(DatagramProtocol):
 
 async def echo_datagrams(endpoint: Endpoint[Received]) -> None:
     """Datagram echo with the async API, until the endpoint is closed."""
-    while True:
+    async for data, address in endpoint:
+        if address is None:  # as above: an unnamed sender cannot be answered
+            continue
         try:
-            async for data, address in endpoint:
-                if address is not None:
-                    await endpoint.send(data, address)
+            await endpoint.send(data, address)
+        except ClosedResourceError:  # closed between a receive and its answer
             return
         except OSError:  # as above: a sender that is gone; go on
             continue
-        except ClosedResourceError:  # closed between a receive and its answer
-            return
 
 
 class _DatagramEcho:

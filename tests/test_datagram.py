@@ -478,3 +478,162 @@ async def test_cancelling_anywhere_leaves_no_descriptor_or_file_behind(
         assert not os.listdir(directory), f"a socket file left in round {round}"
     assert "Task was destroyed" not in caplog.text
     os.rmdir(directory)
+
+
+async def fill_until_queued(
+    transport: aiosock.DatagramTransport, target: aiosock.Address | None
+) -> int:
+    """Send until the transport keeps one for later (the peer's queue is full)."""
+    for count in range(1, 10_000):
+        transport.send(b"filler", target)
+        if transport.get_write_buffer_size():
+            return count
+    raise AssertionError("the peer's queue never filled")
+
+
+async def test_a_datagram_kept_for_later_is_a_copy_of_the_callers_buffer() -> None:
+    a, b = await socketpair_endpoints()
+    async with a, b:
+        b.transport.pause_reading()
+        filled = await fill_until_queued(a.transport, None)
+        data = bytearray(b"before")
+        a.transport.send(data)  # kept: the peer's queue is full
+        a.transport.send(memoryview(b"view"))
+        data[:] = b"after!"  # the caller reuses its buffer at once
+        b.transport.resume_reading()
+        got = [await b.receive() for _ in range(filled + 2)]
+        assert got[-2:] == [b"before", b"view"]
+        assert a.stats.sent == filled + 2
+
+
+async def test_a_gather_list_and_wide_memoryviews_are_sized_in_bytes() -> None:
+    a, b = await socketpair_endpoints(limits=Limits(max_frame_size=16))
+    async with a, b:
+        a.transport.send([b"ab", memoryview(b"cd")])  # type: ignore[arg-type]
+        assert await b.receive() == b"abcd"
+        wide = memoryview(bytes(20)).cast("i")  # 5 items, 20 bytes
+        with pytest.raises(DatagramTooLarge):
+            await a.send(wide)
+        await a.send(wide[:4])
+        assert await b.receive() == bytes(16)
+
+
+async def test_a_bound_endpoint_receives_on_after_a_queued_send_failed() -> None:
+    # A reply kept for a peer whose queue was full, and which is then gone,
+    # fails later: the server's next send hears of it, not its receive(),
+    # where it would end an `async for` serving everyone else.
+    name = f"aiosock-slow-{os.getpid()}"
+    async with (
+        await aiosock.open_datagram(f"unixgram:@{name}-server") as server,
+        await aiosock.connect_datagram(f"unixgram:@{name}-server") as other,
+    ):
+        slow = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        slow.bind(f"\0{name}-slow")
+        slow_address = UnixDatagramAddress(path=f"{name}-slow", abstract=True)
+        with slow:
+            filled = await fill_until_queued(server.transport, slow_address)
+        assert await turns_until(lambda: server.stats.errors > 0)
+        await other.send(b"still here")
+        assert await server.receive() == (b"still here", other.local_address)
+        with pytest.raises(ConnectionRefusedError):
+            await server.send(b"hello", other.local_address)
+        await server.send(b"hello", other.local_address)
+        assert await other.receive() == b"hello"
+        stats = server.stats
+        assert stats.sent + stats.errors == filled + 1  # every one accounted for
+        assert stats.sent >= 1
+        assert server.transport.get_write_buffer_size() == 0
+
+
+async def test_a_protocol_may_abort_from_error_received_while_sends_wait() -> None:
+    name = f"aiosock-abort-{os.getpid()}"
+    failures: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, c: failures.append(c))
+
+    class AbortOnError(Recorder):
+        def connection_made(self, transport: aiosock.DatagramTransport) -> None:
+            super().connection_made(transport)
+            self.transport = transport
+
+        def error_received(self, exc: Exception) -> None:
+            super().error_received(exc)
+            self.transport.abort()
+
+    transport, protocol = await aiosock.create_datagram_endpoint(
+        AbortOnError, local=f"unixgram:@{name}-server"
+    )
+    slow = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    slow.bind(f"\0{name}-slow")
+    with slow:
+        filled = await fill_until_queued(
+            transport, UnixDatagramAddress(path=f"{name}-slow", abstract=True)
+        )
+        transport.send(b"one more", f"unixgram:@{name}-slow")  # two kept
+    assert await protocol.lost is None
+    assert failures == []
+    assert protocol.events[-2:] == [ConnectionRefusedError, "lost"]
+    stats = transport.stats
+    # the first kept one failed; the second was given up by the abort
+    assert (stats.sent, stats.errors, stats.dropped) == (filled - 1, 1, 1)
+
+
+async def test_a_receiver_woken_then_cancelled_hands_the_datagram_on(
+    pair: tuple[Endpoint[bytes], Endpoint[bytes]],
+) -> None:
+    a, b = pair
+    first = asyncio.create_task(b.receive())
+    second = asyncio.create_task(b.receive())
+    assert await turns_until(lambda: len(b._receivers) == 2)
+    # What the transport does for a datagram, then a timeout in the first
+    # receiver's caller, before that receiver has run.
+    b.datagram_received(b"one", None)
+    first.cancel()
+    async with asyncio.timeout(5):  # a failure bound: it comes at once
+        assert await second == b"one"
+    assert first.cancelled()
+    assert b.stats.received == 0  # it came by hand, not from the socket
+    await a.send(b"two")
+    assert await b.receive() == b"two"
+
+
+async def test_a_dual_stack_endpoint_sends_to_a_name_with_only_ipv4() -> None:
+    ipv4_only = "localhost"
+    infos = socket.getaddrinfo(ipv4_only, 9, type=socket.SOCK_DGRAM)
+    if any(info[0] == socket.AF_INET6 for info in infos):
+        pytest.skip("localhost has an IPv6 address on this machine")
+    async with (
+        await aiosock.open_datagram("udp://127.0.0.1:0") as server,
+        await aiosock.open_datagram("udp://:0") as client,  # AF_INET6, dual-stack
+    ):
+        assert isinstance(server.local_address, UDPAddress)
+        await client.send(b"x", f"udp://{ipv4_only}:{server.local_address.port}")
+        assert (await server.receive())[0] == b"x"
+        with pytest.raises(ValueError, match="needs a host"):
+            await client.send(b"x", "udp://:9")
+
+
+async def test_closing_counts_the_datagrams_it_gives_up(
+    pair: tuple[Endpoint[bytes], Endpoint[bytes]],
+) -> None:
+    a, b = pair
+    for data in (b"1", b"2", b"3"):
+        await a.send(data)
+    assert await turns_until(lambda: b.stats.received == 3)
+    assert await b.receive() == b"1"
+    await b.aclose()
+    assert (b.stats.received, b.stats.dropped) == (3, 2)  # received = 1 + 2
+
+
+async def test_a_protocol_that_fails_to_start_leaves_nothing_open(
+    tmp_path: Path, open_sockets: Callable[[], set[str]]
+) -> None:
+    class Broken(aiosock.DatagramProtocol):
+        def connection_made(self, transport: aiosock.DatagramTransport) -> None:
+            raise RuntimeError("no")
+
+    before = open_sockets()
+    path = short_tmp(tmp_path) / f"broken-{os.getpid()}.sock"
+    with pytest.raises(RuntimeError, match="no"):
+        await aiosock.create_datagram_endpoint(Broken, local=f"unixgram://{path}")
+    assert open_sockets() == before
+    assert not path.exists()

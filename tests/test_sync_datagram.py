@@ -255,6 +255,20 @@ def test_a_host_name_is_resolved_by_send() -> None:
         assert sender == client.local_address
 
 
+def test_a_dual_stack_endpoint_sends_to_a_name_with_only_ipv4() -> None:
+    infos = socket.getaddrinfo("localhost", 9, type=socket.SOCK_DGRAM)
+    if any(info[0] == socket.AF_INET6 for info in infos):
+        pytest.skip("localhost has an IPv6 address on this machine")
+    with (
+        open_datagram("udp://127.0.0.1:0", timeout=TIMEOUT) as server,
+        open_datagram("udp://:0", timeout=TIMEOUT) as client,  # dual-stack
+    ):
+        _, port = udp_sockaddr(server)
+        # Asked for IPv6 only, the resolver knows no address for it.
+        client.send(b"mapped", f"udp://localhost:{port}")
+        assert server.receive()[0] == b"mapped"
+
+
 def test_a_host_name_is_resolved_by_connect() -> None:
     ipv6_loopback()  # localhost may resolve to ::1 first
     with open_datagram("udp://:0", timeout=TIMEOUT) as server:

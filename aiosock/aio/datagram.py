@@ -89,7 +89,6 @@ _AGAIN = (BlockingIOError, InterruptedError)
 _CLOSED_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
 
 P = TypeVar("P", bound="DatagramProtocol")
-T = TypeVar("T")
 Sockaddr = Any  # what the socket module takes and returns: a tuple or a str
 
 
@@ -116,7 +115,7 @@ class DatagramProtocol:
         """The send buffer went above high water: stop sending for now."""
 
     def resume_writing(self) -> None:
-        """The send buffer drained to low water."""
+        """Everything kept for sending has been sent."""
 
 
 class DatagramTransport:
@@ -354,14 +353,14 @@ class SocketDatagramTransport(DatagramTransport):
 
     def send(self, data: Buffer, address: str | Address | None = None) -> None:
         if self._error is not None:
-            raise self._error
-        payload: Buffer | list[Buffer]
-        if self._codec is None:
-            payload = data
-            size = len(data)
+            raise self._error.with_traceback(None)
+        payload = data if self._codec is None else self._codec.encode(data)
+        if type(payload) is bytes:  # the common case, tested first
+            size = len(payload)
+        elif isinstance(payload, list):
+            size = _total(payload)
         else:
-            payload = self._codec.encode(data)
-            size = _total(payload) if isinstance(payload, list) else len(payload)
+            size = memoryview(payload).nbytes
         if size > self._max_send:
             raise DatagramTooLarge(size=size, limit=self._max_send)
         try:  # the common case, an address sent to before, costs one lookup
@@ -372,9 +371,9 @@ class SocketDatagramTransport(DatagramTransport):
             try:
                 if self._rejoin:
                     self._reconnect()
-                # The path of every datagram: one bytes to an address sent
-                # to before goes straight to sendto.
-                if target is not None and payload is data:
+                # The path of every datagram: bytes to an address goes
+                # straight to sendto.
+                if target is not None and type(payload) is bytes:
                     self._sock.sendto(payload, target)
                 else:
                     self._send_now(payload, target)
@@ -388,12 +387,19 @@ class SocketDatagramTransport(DatagramTransport):
                 # As asyncio's transports do: this datagram is lost, which
                 # the protocol hears of; the endpoint goes on.
                 self._refused(exc)
+                self._schedule_rearm()  # in case the loop saw the error too
                 self._protocol.error_received(exc)
                 return
             else:
                 self.stats.sent += 1
                 return
             self._loop.add_writer(self._fd, self._write_ready)
+        # Kept past this call: a copy, so that the caller may reuse its
+        # buffer at once (bytes, immutable, is kept as it is).
+        if isinstance(payload, list):
+            payload = [bytes(part) for part in payload]
+        elif type(payload) is not bytes:
+            payload = bytes(payload)
         self._pending.append((payload, target))
         self._pending_size += size
         high_water = self._limits.write_high_water
@@ -436,6 +442,7 @@ class SocketDatagramTransport(DatagramTransport):
                 return
             except OSError as exc:
                 # The datagram is lost: say so, and go on with the next.
+                self._pop_head()
                 self.stats.errors += 1
                 if exc.errno in _CLOSED_ERRNOS:
                     self._fatal(exc)
@@ -443,12 +450,11 @@ class SocketDatagramTransport(DatagramTransport):
                 self._refused(exc)
                 self._schedule_rearm()
                 self._protocol.error_received(exc)
-            else:
-                self.stats.sent += 1
-            pending.popleft()
-            self._pending_size -= (
-                len(payload) if not isinstance(payload, list) else _total(payload)
-            )
+                if self._closed:  # aborted by the callback
+                    return
+                continue
+            self._pop_head()
+            self.stats.sent += 1
         self._loop.remove_writer(self._fd)
         self._pending_size = 0
         if self._writing_paused:
@@ -456,6 +462,12 @@ class SocketDatagramTransport(DatagramTransport):
             self._protocol.resume_writing()
         if self._closing:
             self._finish(None)
+
+    def _pop_head(self) -> None:
+        payload, _ = self._pending.popleft()
+        self._pending_size -= (
+            _total(payload) if isinstance(payload, list) else len(payload)
+        )
 
     def _target(self, address: str | Address | None) -> Sockaddr:
         """The socket address to send to, None for the connected peer.
@@ -466,6 +478,7 @@ class SocketDatagramTransport(DatagramTransport):
         if address is None:
             if not self.connected:
                 raise ValueError("this endpoint is not connected: give an address")
+            self._sockaddrs[None] = None
             return None
         parsed = parse_address(address) if isinstance(address, str) else address
         if self.connected:
@@ -556,6 +569,8 @@ class SocketDatagramTransport(DatagramTransport):
             return
         self._closed = True
         if self._pending:
+            # Given up unsent (abort, a broken socket, or close_timeout).
+            self.stats.dropped += len(self._pending)
             self._pending.clear()
             self._pending_size = 0
             self._loop.remove_writer(self._fd)
@@ -579,7 +594,7 @@ def _name(family: int, call: Callable[[], Sockaddr]) -> Address | None:
 
 
 def _total(parts: list[Buffer]) -> int:
-    return sum(map(len, parts))
+    return sum(memoryview(part).nbytes for part in parts)
 
 
 # ------------------------------------------------------------- opening
@@ -627,12 +642,12 @@ async def create_datagram_endpoint(
         transport = SocketDatagramTransport(
             sock, protocol, codec=codec, limits=limits, created=created
         )
+        transport._start()
     except BaseException:
         sock.close()
         if created is not None:
             remove_if_ours(created)
         raise
-    transport._start()
     return transport, protocol
 
 

@@ -16,6 +16,7 @@ import socket
 from types import TracebackType
 from typing import Generic, TypeVar
 
+from aiosock._sockets import mapped_if_ipv6
 from aiosock.aio.datagram import (
     ADDRESS_CACHE,
     DatagramProtocol,
@@ -94,8 +95,12 @@ class Endpoint(DatagramProtocol, Generic[T]):
             self._queue.push(exc)  # in order, and bounded like any datagram
             self._wake_one()
         elif isinstance(exc, OSError):
+            # Raised from the next send(); and, on a connected endpoint,
+            # where every error is about the one peer, from receive() too.
+            # A bound endpoint's receive() never raises another peer's.
             self._pending_error = exc
-            self._wake_all(self._receivers)
+            if self._connected:
+                self._wake_all(self._receivers)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._end is None:
@@ -151,12 +156,14 @@ class Endpoint(DatagramProtocol, Generic[T]):
         """Send one datagram; wait while the send buffer is above high water.
 
         As :meth:`DatagramTransport.send`, and a host name in ``address`` is
-        resolved (the first address of the socket's family). Raises the
-        ``OSError`` of this datagram (a Unix peer that is gone:
-        ``ConnectionRefusedError``), or one reported for an earlier datagram
-        (ICMP) if no receive raised it first; the endpoint stays usable, so
-        a server answering many peers catches it and goes on. Delivery is
-        not confirmed: datagrams may be lost.
+        resolved (the first address of the socket's family; an IPv4 one
+        comes mapped on an IPv6 socket). Raises the ``OSError`` of this
+        datagram (a Unix peer that is gone: ``ConnectionRefusedError``), or
+        one reported since the last send for an earlier datagram (one that
+        waited for room and then failed; ICMP, if no receive raised it
+        first); the endpoint stays usable, so a server answering many peers
+        catches it and goes on. Delivery is not confirmed: datagrams may be
+        lost.
         """
         if self._pending_error is not None:
             self._raise_pending()
@@ -178,7 +185,11 @@ class Endpoint(DatagramProtocol, Generic[T]):
         does not parse it again.
         """
         parsed = parse_address(address) if isinstance(address, str) else address
-        if not isinstance(parsed, UDPAddress) or is_ip_literal(parsed.host):
+        if (
+            not isinstance(parsed, UDPAddress)
+            or not parsed.host  # refused by the transport, with why
+            or is_ip_literal(parsed.host)
+        ):
             if len(self._literal) >= ADDRESS_CACHE:
                 self._literal.clear()
             self._literal.add(address)
@@ -186,7 +197,11 @@ class Endpoint(DatagramProtocol, Generic[T]):
         sock = self.transport.get_extra_info("socket")
         family = sock.family if sock is not None else 0
         infos = await self._loop.getaddrinfo(
-            parsed.host, parsed.port, family=family, type=socket.SOCK_DGRAM
+            parsed.host,
+            parsed.port,
+            family=family,
+            type=socket.SOCK_DGRAM,
+            flags=mapped_if_ipv6(family),
         )
         host = str(infos[0][4][0])
         return UDPAddress(host=host, port=parsed.port)
@@ -215,7 +230,7 @@ class Endpoint(DatagramProtocol, Generic[T]):
 
     async def _next(self) -> Received | DatagramError:
         queue = self._queue
-        if not queue or self._pending_error is not None:
+        if not queue or (self._pending_error is not None and self._connected):
             if self._limits.read_timeout is None:
                 await self._wait()
             else:
@@ -225,7 +240,8 @@ class Endpoint(DatagramProtocol, Generic[T]):
 
     async def _wait(self) -> None:
         while True:
-            self._raise_pending()
+            if self._connected:
+                self._raise_pending()
             if self._closed:
                 raise ClosedResourceError("the endpoint was closed")
             if self._queue:
@@ -241,8 +257,13 @@ class Endpoint(DatagramProtocol, Generic[T]):
         try:
             await waiter
         except asyncio.CancelledError:
-            with contextlib.suppress(ValueError):
-                waiters.remove(waiter)
+            if waiter.cancelled() or not waiter.done():
+                with contextlib.suppress(ValueError):  # may be out of line
+                    waiters.remove(waiter)
+            elif waiters is self._receivers and self._queue:
+                # Woken, then cancelled before it ran: the datagram it was
+                # woken for is still queued, so the next in line gets it.
+                self._wake_one()
             raise
 
     def __aiter__(self) -> Endpoint[T]:
@@ -258,7 +279,7 @@ class Endpoint(DatagramProtocol, Generic[T]):
         """
         queue = self._queue
         while True:
-            if queue and self._pending_error is None:  # no need to wait
+            if queue and (self._pending_error is None or not self._connected):
                 item = queue.pop()
             else:
                 try:

@@ -59,10 +59,13 @@ class DatagramStats:
     """What an endpoint saw; every datagram it was handed or gave up is here.
 
     ``received`` counts datagrams read from the socket (good or not);
-    ``dropped`` those a full queue gave up (see :class:`OverflowPolicy`);
-    ``truncated`` those longer than the receive buffer, which the kernel
-    cut; ``errors`` datagrams that did not decode with the codec, and
-    errors the socket reported (an ICMP port unreachable, for one).
+    ``sent`` those the socket took; ``dropped`` those the endpoint gave
+    up: received ones a full queue gave up (see :class:`OverflowPolicy`)
+    or still queued at close, and ones still waiting to be sent when the
+    endpoint was aborted or broke; ``truncated`` those longer than the
+    receive buffer, which the kernel cut; ``errors`` datagrams that did
+    not decode with the codec, sends the socket refused, and errors it
+    reported (an ICMP port unreachable, for one).
     """
 
     received: int = 0
@@ -209,6 +212,8 @@ class DatagramQueue(Generic[T]):
         return self._items.popleft()
 
     def clear(self) -> None:
+        """Give up every queued item, counting each in ``stats.dropped``."""
+        self.stats.dropped += len(self._items)
         self._items.clear()
 
     def __len__(self) -> int:

@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 from aiosock._sockets import (
     Created,
     is_udp,
+    mapped_if_ipv6,
     reconnect_unix,
     remove_if_ours,
     udp_socket,
@@ -398,7 +399,11 @@ class DatagramEndpoint(Generic[T]):
         ):
             return address  # nothing to resolve; sockaddr_for judges the rest
         infos = socket.getaddrinfo(
-            address.host, address.port, family=self._family, type=socket.SOCK_DGRAM
+            address.host,
+            address.port,
+            family=self._family,
+            type=socket.SOCK_DGRAM,
+            flags=mapped_if_ipv6(self._family),
         )
         return UDPAddress(host=str(infos[0][4][0]), port=address.port)
 
