@@ -22,6 +22,7 @@ import pytest
 import aiosock
 from aiosock import Connection, Lines, TCPAddress, UnixAddress
 from aiosock.aio.loops import LoopName, is_uvloop
+from aiosock.testing.streams import turns_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -285,11 +286,50 @@ async def test_serve_forever_ends_when_cancelled_and_closes_the_server() -> None
         await aiosock.connect(server.addresses[0], timeout=5)
 
 
-async def test_aclose_is_idempotent() -> None:
-    server = await aiosock.serve(echo, "tcp://127.0.0.1:0")
-    await server.aclose()
-    await server.aclose()
-    assert not server.is_serving()
+async def test_aclose_is_idempotent_and_every_call_waits_for_the_first(
+    tmp_path: Path,
+) -> None:
+    started, finished = asyncio.Event(), asyncio.Event()
+
+    async def stubborn(connection: Connection) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            # Cleaning up takes turns of the loop: aclose() waits for them.
+            for _ in range(10):
+                await asyncio.sleep(0)
+            finished.set()
+
+    path = tmp_path / "closing.sock"
+    server = await aiosock.serve(stubborn, "tcp://127.0.0.1:0", f"unix://{path}")
+    tcp = server.addresses[0]
+    main = [t for t in asyncio.all_tasks() if t.get_name() == "aiosock server"]
+    assert len(main) == 1  # the server's own task, which must end
+    client = await aiosock.connect(tcp)
+    await started.wait()
+
+    async def close(grace: float) -> None:
+        await server.aclose(grace)
+        # Whichever call returns, the first one has finished closing.
+        assert finished.is_set()
+        assert server.connections == 0
+        assert not server.is_serving()
+        assert not path.exists()
+        assert main[0].done()
+
+    first = asyncio.create_task(close(0.01))  # the handler never ends by itself
+    assert await turns_until(lambda: not server.is_serving())
+    concurrent = asyncio.create_task(close(30))  # waits on the first one's grace
+    async with asyncio.timeout(10):
+        await asyncio.gather(first, concurrent)
+        await close(30)  # and later
+    assert main[0].exception() is None
+    with pytest.raises((aiosock.EndOfStream, aiosock.BrokenResourceError)):
+        await client.receive()  # its connection was aborted
+    await client.aclose()
+    with pytest.raises(ConnectionRefusedError):
+        await aiosock.connect(tcp, timeout=5)
 
 
 async def test_a_peer_that_vanishes_is_routine_and_the_server_goes_on(
