@@ -228,6 +228,36 @@ async def test_traffic_either_way_holds_off_the_idle_timeout() -> None:
             right.close()
 
 
+def no_delay(transport: Transport) -> tuple[socket.AddressFamily, int]:
+    sock = transport.get_extra_info("socket")
+    return sock.family, sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+@pytest.mark.parametrize(
+    ("host", "family"),
+    [("127.0.0.1", socket.AF_INET), ("[::1]", socket.AF_INET6)],
+)
+async def test_tcp_nodelay_is_on_at_both_ends(
+    host: str, family: socket.AddressFamily
+) -> None:
+    server_side: asyncio.Future[tuple[socket.AddressFamily, int]]
+    server_side = asyncio.get_running_loop().create_future()
+
+    async def look(connection: aiosock.Connection) -> None:
+        server_side.set_result(no_delay(connection.transport))
+
+    # uvloop sets it on every TCP transport; asyncio only where the socket's
+    # proto is IPPROTO_TCP, which a socket from accept() does not say: on
+    # asyncio's loop the server side has it from aiosock alone.
+    async with (
+        await aiosock.serve(look, f"tcp://{host}:0") as server,
+        await aiosock.connect(server.addresses[0]) as client,
+    ):
+        assert no_delay(client.transport) == (family, 1)
+        async with asyncio.timeout(10):
+            assert await server_side == (family, 1)
+
+
 async def test_the_adapter_fits_the_loop_and_the_codec() -> None:
     loop = asyncio.get_running_loop()
     limits = Limits()
