@@ -55,6 +55,29 @@ async def test_read_timeout_loses_nothing() -> None:
     await conn.aclose()
 
 
+async def test_iteration_honours_the_read_timeout() -> None:
+    left, right = socket.socketpair()
+    conn = await adopt(left, limits=Limits(read_timeout=0.01))
+
+    async def first() -> bytes | None:
+        async for message in conn:
+            return message
+        return None
+
+    with right:
+        waiting = asyncio.create_task(first())
+        try:
+            await asyncio.wait([waiting], timeout=10)
+            assert waiting.done(), "async for waited past the read timeout"
+        finally:
+            waiting.cancel()
+        with pytest.raises(TimeoutError):
+            waiting.result()
+        right.sendall(b"late but welcome")
+        assert await first() == b"late but welcome"  # nothing was lost
+    await conn.aclose()
+
+
 async def test_iteration_ends_at_eof() -> None:
     left, right = socket.socketpair()
     conn = await adopt(left, codec=LengthPrefixed())
