@@ -44,6 +44,26 @@ async def test_reading_pauses_for_a_reader_that_is_behind() -> None:
     await conn.aclose()
 
 
+async def test_reading_resumes_at_half_the_high_water_mark() -> None:
+    left, right = socket.socketpair()
+    count, size = 64, 256
+    with right:
+        # In the socket before the connection exists: its first read takes
+        # all 16 KiB, twice the high-water mark, and reading pauses.
+        right.sendall((struct.pack(">I", size) + bytes(size)) * count)
+        limits = Limits(read_high_water=count * size // 2)
+        conn = await adopt(left, codec=LengthPrefixed(), limits=limits)
+        assert await turns_until(lambda: not conn.transport.is_reading())
+        received = 0
+        while not conn.transport.is_reading() and received < count:
+            await conn.receive()
+            received += 1
+        # Half the mark is a quarter of the messages: reading resumes with
+        # them still queued, not only once the queue is empty.
+        assert received == count * 3 // 4
+    await conn.aclose()
+
+
 async def test_read_timeout_loses_nothing() -> None:
     left, right = socket.socketpair()
     conn = await adopt(left, limits=Limits(read_timeout=0.01))
