@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -25,8 +26,14 @@ from aiosock import (
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class Started(NamedTuple):
+    process: subprocess.Popen[str]
+    addresses: list[str]  # as it printed them, port 0 resolved
+    loop: str  # the event loop it said it runs on
+
+
 @contextmanager
-def echo_server(*args: str) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+def echo_server(*args: str) -> Iterator[Started]:
     argv = [sys.executable, "-m", "aiosock", "serve", "echo", *args]
     process = subprocess.Popen(
         argv, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -34,6 +41,7 @@ def echo_server(*args: str) -> Iterator[tuple[subprocess.Popen[str], list[str]]]
     try:
         assert process.stdout is not None
         addresses: list[str] = []
+        loop = ""
         expected = sum(1 for a in args if "://" in a or ":@" in a)
         # Blocking reads, bounded by the test's timeout: select() would not
         # see lines already in the text wrapper's buffer.
@@ -42,7 +50,9 @@ def echo_server(*args: str) -> Iterator[tuple[subprocess.Popen[str], list[str]]]
             assert line, "the server exited before it was listening"
             if line.startswith("listening on "):
                 addresses.append(line.split()[-1])
-        yield process, addresses
+            elif line.startswith("loop: "):
+                loop = line.split()[-1]
+        yield Started(process, addresses, loop)
     finally:
         if process.poll() is None:
             process.kill()
@@ -86,7 +96,7 @@ def test_echo_answers_a_plain_socket_client(
         api,
         "--loop",
         loop,
-    ) as (process, addresses):
+    ) as (process, addresses, _):
         assert len(addresses) == 3
         for address in addresses:
             with plain_client(address) as client:
@@ -140,7 +150,7 @@ def test_datagram_echo_answers_a_plain_socket_beside_streams(
         api,
         "--loop",
         loop,
-    ) as (process, addresses):
+    ) as (process, addresses, _):
         assert [a.split(":")[0] for a in addresses] == [
             "tcp",
             "udp",
@@ -174,7 +184,7 @@ def test_datagram_echo_answers_a_plain_socket_beside_streams(
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_datagram_echo_alone(loop: str, tmp_path: Path) -> None:
-    with echo_server("udp://[::1]:0", "--loop", loop) as (process, addresses):
+    with echo_server("udp://[::1]:0", "--loop", loop) as (process, addresses, _):
         with datagram_client(addresses[0], tmp_path) as client:
             client.send(b"")
             assert client.recv(100) == b""
@@ -187,7 +197,11 @@ def test_datagram_echo_alone(loop: str, tmp_path: Path) -> None:
 
 @pytest.mark.timeout(60)
 def test_sigterm_also_stops_it() -> None:
-    with echo_server("tcp://127.0.0.1:0", "--loop", "asyncio") as (process, addresses):
+    with echo_server("tcp://127.0.0.1:0", "--loop", "asyncio") as (
+        process,
+        addresses,
+        _,
+    ):
         with plain_client(addresses[0]) as client:
             client.sendall(b"raw bytes")
             assert client.recv(100) == b"raw bytes"
@@ -207,3 +221,14 @@ def test_a_bad_address_is_refused_clearly() -> None:
     )
     assert result.returncode == 2
     assert "missing port" in result.stderr
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_it_runs_on_the_loop_asked_for(loop: str) -> None:
+    argv = ("tcp://127.0.0.1:0", "--loop", loop)
+    with echo_server(*argv) as (process, _, running):
+        assert running == loop
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert process.returncode == 0
