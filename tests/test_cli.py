@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -22,6 +23,7 @@ from aiosock import (
     UnixDatagramAddress,
     parse_address,
 )
+from aiosock.aio.server import DEFAULT_GRACE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -231,4 +233,41 @@ def test_it_runs_on_the_loop_asked_for(loop: str) -> None:
         assert running == loop
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
+    assert process.returncode == 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("api", ["protocol", "stream"])
+def test_a_short_grace_ends_a_connection_still_open_at_sigterm(api: str) -> None:
+    argv = ("tcp://127.0.0.1:0", "--api", api, "--grace", "0.05")
+    with (
+        echo_server(*argv) as (process, addresses, _),
+        plain_client(addresses[0]) as client,
+    ):
+        client.sendall(b"hello")
+        assert client.recv(100) == b"hello"  # served: the connection is open
+        process.send_signal(signal.SIGTERM)
+        # Well before the default grace, which would still be waiting.
+        out, err = process.communicate(timeout=DEFAULT_GRACE / 2)
+        assert process.returncode == 0, err
+        assert "shutting down" in out
+        with contextlib.suppress(ConnectionResetError):  # a reset ends it too
+            assert client.recv(100) == b""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("api", ["protocol", "stream"])
+def test_a_long_grace_lets_a_connection_open_at_sigterm_finish(api: str) -> None:
+    argv = ("tcp://127.0.0.1:0", "--api", api, "--grace", "30")
+    with echo_server(*argv) as (process, addresses, _):
+        assert process.stdout is not None
+        with plain_client(addresses[0]) as client:
+            client.sendall(b"hello")
+            assert client.recv(100) == b"hello"
+            process.send_signal(signal.SIGTERM)
+            assert process.stdout.readline() == "shutting down\n"
+            client.sendall(b"last words")  # within the grace period
+            assert client.recv(100) == b"last words"
+        # The last connection closed: it has nothing more to wait for.
+        process.communicate(timeout=DEFAULT_GRACE / 2)
     assert process.returncode == 0
