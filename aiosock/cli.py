@@ -5,6 +5,7 @@ gracefully (stop accepting, let connections finish, then abort). Stream
 addresses (tcp, unix) and datagram addresses (udp, unixgram) mix freely:
 a datagram goes back to its sender as it came, one frame of the codec per
 datagram; one that does not decode is dropped (and counted). Prints
+``loop: NAME`` (the event loop it runs on: asyncio or uvloop), then
 ``listening on ADDRESS`` for each bound address once it is ready (port 0
 resolved), so that a script can wait for that line.
 """
@@ -25,7 +26,7 @@ from aiosock.aio.datagram import (
     create_datagram_endpoint,
 )
 from aiosock.aio.endpoint import Endpoint, open_datagram
-from aiosock.aio.loops import LoopName, run
+from aiosock.aio.loops import LoopName, is_uvloop, run
 from aiosock.aio.protocol import Protocol, Transport
 from aiosock.aio.server import DEFAULT_GRACE, Server, create_server, serve
 from aiosock.core.addresses import (
@@ -149,6 +150,8 @@ async def serve_echo(
             await echo_endpoint.start(address, codec, api)
             assert echo_endpoint.address is not None
             bound.append(echo_endpoint.address)
+        # Which loop runs is seen nowhere else, and --loop picks it.
+        print(f"loop: {'uvloop' if is_uvloop(loop) else 'asyncio'}", flush=True)
         for name in bound:
             print(f"listening on {name}", flush=True)
         await stop.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -21,12 +23,19 @@ from aiosock import (
     UnixDatagramAddress,
     parse_address,
 )
+from aiosock.aio.server import DEFAULT_GRACE
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class Started(NamedTuple):
+    process: subprocess.Popen[str]
+    addresses: list[str]  # as it printed them, port 0 resolved
+    loop: str  # the event loop it said it runs on
+
+
 @contextmanager
-def echo_server(*args: str) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+def echo_server(*args: str) -> Iterator[Started]:
     argv = [sys.executable, "-m", "aiosock", "serve", "echo", *args]
     process = subprocess.Popen(
         argv, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -34,6 +43,7 @@ def echo_server(*args: str) -> Iterator[tuple[subprocess.Popen[str], list[str]]]
     try:
         assert process.stdout is not None
         addresses: list[str] = []
+        loop = ""
         expected = sum(1 for a in args if "://" in a or ":@" in a)
         # Blocking reads, bounded by the test's timeout: select() would not
         # see lines already in the text wrapper's buffer.
@@ -42,7 +52,9 @@ def echo_server(*args: str) -> Iterator[tuple[subprocess.Popen[str], list[str]]]
             assert line, "the server exited before it was listening"
             if line.startswith("listening on "):
                 addresses.append(line.split()[-1])
-        yield process, addresses
+            elif line.startswith("loop: "):
+                loop = line.split()[-1]
+        yield Started(process, addresses, loop)
     finally:
         if process.poll() is None:
             process.kill()
@@ -86,7 +98,7 @@ def test_echo_answers_a_plain_socket_client(
         api,
         "--loop",
         loop,
-    ) as (process, addresses):
+    ) as (process, addresses, _):
         assert len(addresses) == 3
         for address in addresses:
             with plain_client(address) as client:
@@ -140,7 +152,7 @@ def test_datagram_echo_answers_a_plain_socket_beside_streams(
         api,
         "--loop",
         loop,
-    ) as (process, addresses):
+    ) as (process, addresses, _):
         assert [a.split(":")[0] for a in addresses] == [
             "tcp",
             "udp",
@@ -174,7 +186,7 @@ def test_datagram_echo_answers_a_plain_socket_beside_streams(
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_datagram_echo_alone(loop: str, tmp_path: Path) -> None:
-    with echo_server("udp://[::1]:0", "--loop", loop) as (process, addresses):
+    with echo_server("udp://[::1]:0", "--loop", loop) as (process, addresses, _):
         with datagram_client(addresses[0], tmp_path) as client:
             client.send(b"")
             assert client.recv(100) == b""
@@ -187,7 +199,11 @@ def test_datagram_echo_alone(loop: str, tmp_path: Path) -> None:
 
 @pytest.mark.timeout(60)
 def test_sigterm_also_stops_it() -> None:
-    with echo_server("tcp://127.0.0.1:0", "--loop", "asyncio") as (process, addresses):
+    with echo_server("tcp://127.0.0.1:0", "--loop", "asyncio") as (
+        process,
+        addresses,
+        _,
+    ):
         with plain_client(addresses[0]) as client:
             client.sendall(b"raw bytes")
             assert client.recv(100) == b"raw bytes"
@@ -207,3 +223,51 @@ def test_a_bad_address_is_refused_clearly() -> None:
     )
     assert result.returncode == 2
     assert "missing port" in result.stderr
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_it_runs_on_the_loop_asked_for(loop: str) -> None:
+    argv = ("tcp://127.0.0.1:0", "--loop", loop)
+    with echo_server(*argv) as (process, _, running):
+        assert running == loop
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert process.returncode == 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("api", ["protocol", "stream"])
+def test_a_short_grace_ends_a_connection_still_open_at_sigterm(api: str) -> None:
+    argv = ("tcp://127.0.0.1:0", "--api", api, "--grace", "0.05")
+    with (
+        echo_server(*argv) as (process, addresses, _),
+        plain_client(addresses[0]) as client,
+    ):
+        client.sendall(b"hello")
+        assert client.recv(100) == b"hello"  # served: the connection is open
+        process.send_signal(signal.SIGTERM)
+        # Well before the default grace, which would still be waiting.
+        out, err = process.communicate(timeout=DEFAULT_GRACE / 2)
+        assert process.returncode == 0, err
+        assert "shutting down" in out
+        with contextlib.suppress(ConnectionResetError):  # a reset ends it too
+            assert client.recv(100) == b""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("api", ["protocol", "stream"])
+def test_a_long_grace_lets_a_connection_open_at_sigterm_finish(api: str) -> None:
+    argv = ("tcp://127.0.0.1:0", "--api", api, "--grace", "30")
+    with echo_server(*argv) as (process, addresses, _):
+        assert process.stdout is not None
+        with plain_client(addresses[0]) as client:
+            client.sendall(b"hello")
+            assert client.recv(100) == b"hello"
+            process.send_signal(signal.SIGTERM)
+            assert process.stdout.readline() == "shutting down\n"
+            client.sendall(b"last words")  # within the grace period
+            assert client.recv(100) == b"last words"
+        # The last connection closed: it has nothing more to wait for.
+        process.communicate(timeout=DEFAULT_GRACE / 2)
+    assert process.returncode == 0

@@ -44,6 +44,26 @@ async def test_reading_pauses_for_a_reader_that_is_behind() -> None:
     await conn.aclose()
 
 
+async def test_reading_resumes_at_half_the_high_water_mark() -> None:
+    left, right = socket.socketpair()
+    count, size = 64, 256
+    with right:
+        # In the socket before the connection exists: its first read takes
+        # all 16 KiB, twice the high-water mark, and reading pauses.
+        right.sendall((struct.pack(">I", size) + bytes(size)) * count)
+        limits = Limits(read_high_water=count * size // 2)
+        conn = await adopt(left, codec=LengthPrefixed(), limits=limits)
+        assert await turns_until(lambda: not conn.transport.is_reading())
+        received = 0
+        while not conn.transport.is_reading() and received < count:
+            await conn.receive()
+            received += 1
+        # Half the mark is a quarter of the messages: reading resumes with
+        # them still queued, not only once the queue is empty.
+        assert received == count * 3 // 4
+    await conn.aclose()
+
+
 async def test_read_timeout_loses_nothing() -> None:
     left, right = socket.socketpair()
     conn = await adopt(left, limits=Limits(read_timeout=0.01))
@@ -52,6 +72,29 @@ async def test_read_timeout_loses_nothing() -> None:
             await conn.receive()
         right.sendall(b"late but welcome")
         assert await conn.receive() == b"late but welcome"
+    await conn.aclose()
+
+
+async def test_iteration_honours_the_read_timeout() -> None:
+    left, right = socket.socketpair()
+    conn = await adopt(left, limits=Limits(read_timeout=0.01))
+
+    async def first() -> bytes | None:
+        async for message in conn:
+            return message
+        return None
+
+    with right:
+        waiting = asyncio.create_task(first())
+        try:
+            await asyncio.wait([waiting], timeout=10)
+            assert waiting.done(), "async for waited past the read timeout"
+        finally:
+            waiting.cancel()
+        with pytest.raises(TimeoutError):
+            waiting.result()
+        right.sendall(b"late but welcome")
+        assert await first() == b"late but welcome"  # nothing was lost
     await conn.aclose()
 
 
@@ -88,7 +131,7 @@ def _frames(tb: object) -> list[object]:
     return frames
 
 
-async def tcp_pair() -> tuple[Connection, socket.socket]:
+async def tcp_pair(limits: Limits | None = None) -> tuple[Connection, socket.socket]:
     """An aiosock client and the plain socket the server side accepted."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.setblocking(False)
@@ -96,7 +139,8 @@ async def tcp_pair() -> tuple[Connection, socket.socket]:
     with listener:
         port = listener.getsockname()[1]
         conn, (peer, _) = await asyncio.gather(
-            aiosock.connect(f"tcp://127.0.0.1:{port}"), loop.sock_accept(listener)
+            aiosock.connect(f"tcp://127.0.0.1:{port}", limits=limits),
+            loop.sock_accept(listener),
         )
     return conn, peer
 
@@ -154,3 +198,58 @@ async def test_replies_held_for_a_batch_leave_even_if_the_handler_stops_early() 
         assert reply == b"reply\n"
         assert await conn.receive() == b"second"
     await conn.aclose()
+
+
+def fill_write_buffer(conn: Connection) -> int:
+    """Send until some bytes wait in the process, not the kernel; how many were sent."""
+    chunk = bytes(64 * 1024)
+    for count in range(1, 1001):  # 64 MiB at most: far past any socket buffer
+        conn.transport.send(chunk)
+        if conn.transport.get_write_buffer_size() > 0:
+            return count * len(chunk)
+    raise AssertionError("the kernel took 64 MiB from a peer that does not read")
+
+
+async def read_to_the_end(peer: socket.socket) -> int:
+    """How many bytes ``peer`` receives before EOF (or a reset)."""
+    loop = asyncio.get_running_loop()
+    received = 0
+    async with asyncio.timeout(10):
+        for _ in range(100_000):
+            try:
+                data = await loop.sock_recv(peer, 1024 * 1024)
+            except ConnectionResetError:
+                return received
+            if not data:
+                return received
+            received += len(data)
+    raise AssertionError(f"no end after {received} bytes")
+
+
+async def test_aclose_aborts_after_close_timeout_when_the_peer_does_not_read() -> None:
+    close_timeout = 0.05
+    conn, peer = await tcp_pair(Limits(close_timeout=close_timeout))
+    loop = asyncio.get_running_loop()
+    with peer:
+        sent = fill_write_buffer(conn)
+        start = loop.time()
+        async with asyncio.timeout(10):
+            await conn.aclose()
+        waited = loop.time() - start
+        assert waited > close_timeout / 2, f"aborted after {waited} s, not waiting"
+        received = await read_to_the_end(peer)
+    assert received < sent, "aclose() did not abort: every byte was delivered"
+
+
+async def test_a_cancelled_aclose_aborts_at_once() -> None:
+    conn, peer = await tcp_pair(Limits(close_timeout=60))
+    with peer:
+        sent = fill_write_buffer(conn)
+        closing = asyncio.create_task(conn.aclose())
+        await asyncio.sleep(0)  # one turn: aclose() is now waiting
+        closing.cancel()
+        async with asyncio.timeout(10):  # far less than close_timeout
+            with pytest.raises(asyncio.CancelledError):
+                await closing
+        received = await read_to_the_end(peer)
+    assert received < sent, "the cancelled aclose() did not abort"

@@ -162,6 +162,29 @@ async def test_a_datagram_longer_than_the_buffer_is_reported_not_cut() -> None:
         assert end.stats.received == 2
 
 
+async def test_iteration_skips_a_truncated_datagram_and_counts_it() -> None:
+    small = Limits(max_frame_size=100)
+    raw, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    _, end = await aiosock.create_datagram_endpoint(
+        lambda: Endpoint[bytes](small), sock=peer, limits=small
+    )
+    async with end:
+        with raw:  # a plain socket sends past the limit; aiosock would refuse
+            raw.send(b"x" * 250)
+            raw.send(b"ok")
+            raw.send(b"y" * 101)
+            raw.send(b"last")
+            got = []
+            async with asyncio.timeout(10):
+                async for data in end:
+                    got.append(data)
+                    if data == b"last":
+                        break
+        assert got == [b"ok", b"last"]
+        assert end.stats.truncated == 2
+        assert end.stats.received == 4
+
+
 async def test_a_full_queue_drops_the_newest_and_counts_exactly() -> None:
     limits = Limits(datagram_queue=8)
     a, b = await socketpair_endpoints(limits)

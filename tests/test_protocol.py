@@ -193,6 +193,71 @@ async def test_idle_connections_are_closed_with_a_timeout_error() -> None:
     assert isinstance(error, TimeoutError)
 
 
+# Seconds: long enough that traffic every tenth of it survives a loaded
+# machine's hiccups, short enough to let a test outlive a few of them.
+IDLE = 0.25
+
+
+async def adopt(sock: socket.socket, limits: Limits) -> Recorder:
+    _, recorder = await aiosock.create_connection(
+        Recorder, f"fd://{sock.detach()}", limits=limits
+    )
+    return recorder
+
+
+async def test_traffic_either_way_holds_off_the_idle_timeout() -> None:
+    limits = Limits(idle_timeout=IDLE)
+    pairs = [socket.socketpair() for _ in range(3)]
+    inbound, outbound, silent = [await adopt(left, limits) for left, _ in pairs]
+    peer = pairs[0][1]
+    assert outbound.transport is not None
+    try:
+        for _ in range(30):  # three idle periods, traffic ten times in each
+            assert not inbound.lost.done(), "closed although data came in"
+            assert not outbound.lost.done(), "closed although data went out"
+            peer.send(b"in")
+            outbound.transport.send(b"out")
+            await asyncio.sleep(IDLE / 10)  # the pace of the traffic is the point
+        assert silent.lost.done(), "a silent connection outlived the idle timeout"
+        assert isinstance(silent.lost.result(), TimeoutError)
+        async with asyncio.timeout(10):  # once the traffic stops, they go too
+            for recorder in (inbound, outbound):
+                assert isinstance(await recorder.lost, TimeoutError)
+    finally:
+        for _, right in pairs:
+            right.close()
+
+
+def no_delay(transport: Transport) -> tuple[socket.AddressFamily, int]:
+    sock = transport.get_extra_info("socket")
+    return sock.family, sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+@pytest.mark.parametrize(
+    ("host", "family"),
+    [("127.0.0.1", socket.AF_INET), ("[::1]", socket.AF_INET6)],
+)
+async def test_tcp_nodelay_is_on_at_both_ends(
+    host: str, family: socket.AddressFamily
+) -> None:
+    server_side: asyncio.Future[tuple[socket.AddressFamily, int]]
+    server_side = asyncio.get_running_loop().create_future()
+
+    async def look(connection: aiosock.Connection) -> None:
+        server_side.set_result(no_delay(connection.transport))
+
+    # uvloop sets it on every TCP transport; asyncio only where the socket's
+    # proto is IPPROTO_TCP, which a socket from accept() does not say: on
+    # asyncio's loop the server side has it from aiosock alone.
+    async with (
+        await aiosock.serve(look, f"tcp://{host}:0") as server,
+        await aiosock.connect(server.addresses[0]) as client,
+    ):
+        assert no_delay(client.transport) == (family, 1)
+        async with asyncio.timeout(10):
+            assert await server_side == (family, 1)
+
+
 async def test_the_adapter_fits_the_loop_and_the_codec() -> None:
     loop = asyncio.get_running_loop()
     limits = Limits()

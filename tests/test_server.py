@@ -1,19 +1,30 @@
-"""Servers: binding, Unix paths, adoption, handler failures, limits, shutdown."""
+"""Servers: binding, Unix paths, adoption, handler failures, limits, shutdown.
+
+Also running out of descriptors, in a child process whose limit is low.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
+import re
+import resource
 import socket
 import stat
 import struct
+import sys
 from pathlib import Path
 
 import pytest
 
 import aiosock
 from aiosock import Connection, Lines, TCPAddress, UnixAddress
+from aiosock.aio.loops import LoopName, is_uvloop
+from aiosock.testing.streams import turns_until
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def echo(connection: Connection) -> None:
@@ -275,11 +286,50 @@ async def test_serve_forever_ends_when_cancelled_and_closes_the_server() -> None
         await aiosock.connect(server.addresses[0], timeout=5)
 
 
-async def test_aclose_is_idempotent() -> None:
-    server = await aiosock.serve(echo, "tcp://127.0.0.1:0")
-    await server.aclose()
-    await server.aclose()
-    assert not server.is_serving()
+async def test_aclose_is_idempotent_and_every_call_waits_for_the_first(
+    tmp_path: Path,
+) -> None:
+    started, finished = asyncio.Event(), asyncio.Event()
+
+    async def stubborn(connection: Connection) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            # Cleaning up takes turns of the loop: aclose() waits for them.
+            for _ in range(10):
+                await asyncio.sleep(0)
+            finished.set()
+
+    path = tmp_path / "closing.sock"
+    server = await aiosock.serve(stubborn, "tcp://127.0.0.1:0", f"unix://{path}")
+    tcp = server.addresses[0]
+    main = [t for t in asyncio.all_tasks() if t.get_name() == "aiosock server"]
+    assert len(main) == 1  # the server's own task, which must end
+    client = await aiosock.connect(tcp)
+    await started.wait()
+
+    async def close(grace: float) -> None:
+        await server.aclose(grace)
+        # Whichever call returns, the first one has finished closing.
+        assert finished.is_set()
+        assert server.connections == 0
+        assert not server.is_serving()
+        assert not path.exists()
+        assert main[0].done()
+
+    first = asyncio.create_task(close(0.01))  # the handler never ends by itself
+    assert await turns_until(lambda: not server.is_serving())
+    concurrent = asyncio.create_task(close(30))  # waits on the first one's grace
+    async with asyncio.timeout(10):
+        await asyncio.gather(first, concurrent)
+        await close(30)  # and later
+    assert main[0].exception() is None
+    with pytest.raises((aiosock.EndOfStream, aiosock.BrokenResourceError)):
+        await client.receive()  # its connection was aborted
+    await client.aclose()
+    with pytest.raises(ConnectionRefusedError):
+        await aiosock.connect(tcp, timeout=5)
 
 
 async def test_a_peer_that_vanishes_is_routine_and_the_server_goes_on(
@@ -315,3 +365,97 @@ async def test_a_peer_that_vanishes_is_routine_and_the_server_goes_on(
             assert await round_trip(address) == b"ping"  # still serving
     assert len(seen) == 8
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def serve_out_of_descriptors(loop: LoopName) -> None:
+    """The server side of the test below, run in a child process.
+
+    Serves echo on a free port, then takes every descriptor the process
+    may open, prints ``listening on ADDRESS``, and gives the descriptors
+    back when a line comes on stdin; it ends at EOF on stdin. Logs go to
+    stderr, one line each.
+    """
+    logging.basicConfig(format="%(levelname)s %(message)s", level=logging.WARNING)
+
+    async def main() -> None:
+        commands: asyncio.Queue[bytes] = asyncio.Queue()
+
+        def command() -> None:
+            data = os.read(0, 100)
+            if not data:
+                asyncio.get_running_loop().remove_reader(0)
+            commands.put_nowait(data)
+
+        asyncio.get_running_loop().add_reader(0, command)
+        async with await aiosock.serve(
+            echo, "tcp://127.0.0.1:0", codec=Lines()
+        ) as server:
+            taken = _take_every_descriptor()
+            print(f"listening on {server.addresses[0]}", flush=True)
+            await commands.get()
+            for fd in taken:
+                os.close(fd)
+            while await commands.get():
+                pass
+
+    aiosock.run(main(), loop=loop)
+
+
+# Descriptors the child may hold: few, so that running out is quick.
+_FEW_DESCRIPTORS = 256
+
+
+def _take_every_descriptor() -> list[int]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, _FEW_DESCRIPTORS), hard))
+    taken: list[int] = []
+    for _ in range(_FEW_DESCRIPTORS):
+        try:
+            taken.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError as exc:
+            if exc.errno != errno.EMFILE:
+                raise
+            break
+    assert taken, "no descriptor was free to take"
+    return taken
+
+
+async def test_out_of_descriptors_it_backs_off_longer_each_time_then_serves() -> None:
+    loop = "uvloop" if is_uvloop(asyncio.get_running_loop()) else "asyncio"
+    code = f"from tests.test_server import serve_out_of_descriptors as s; s({loop!r})"
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        code,
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert child.stdin is not None
+    assert child.stdout is not None
+    assert child.stderr is not None
+    try:
+        async with asyncio.timeout(30):
+            ready = (await child.stdout.readline()).decode()
+            assert ready.startswith("listening on "), ready
+            # Connected by the kernel; the child cannot accept it yet.
+            client = await aiosock.connect(ready.split()[-1], codec=Lines())
+            await client.send(b"ping")
+            delays = []
+            for _ in range(4):
+                line = (await child.stderr.readline()).decode()
+                retrying = re.search(r"Too many open files.*retrying in (\S+) s", line)
+                assert retrying, f"not a back-off: {line!r}"
+                delays.append(float(retrying[1]))
+            assert delays == sorted(set(delays)), f"the delay did not grow: {delays}"
+            child.stdin.write(b"give them back\n")
+            await child.stdin.drain()
+            assert await client.receive() == b"ping"  # accepted and served
+            await client.aclose()
+            child.stdin.close()
+            assert await child.wait() == 0
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
