@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -176,9 +177,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     echo_cmd.add_argument("--codec", choices=sorted(CODECS), default="raw")
     echo_cmd.add_argument("--api", choices=["protocol", "stream"], default="stream")
     echo_cmd.add_argument(
-        "--grace", type=float, default=DEFAULT_GRACE, help="seconds to finish on exit"
+        "--grace",
+        type=_seconds,
+        default=DEFAULT_GRACE,
+        help="seconds to finish on exit",
     )
     return parser.parse_args(argv)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds")
+    return value
 
 
 def _address(text: str) -> Address:

@@ -213,16 +213,26 @@ def test_sigterm_also_stops_it() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_a_bad_address_is_refused_clearly() -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tcp://127.0.0.1"], "missing port"),
+        (["tcp://127.0.0.1:0", "--grace", "-1"], "'-1' is not a number of seconds"),
+        (["tcp://127.0.0.1:0", "--grace", "nan"], "'nan' is not a number of seconds"),
+        (["tcp://127.0.0.1:0", "--grace", "soon"], "'soon' is not a number"),
+    ],
+)
+def test_bad_arguments_are_refused_in_one_line(args: list[str], message: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "aiosock", "serve", "echo", "tcp://127.0.0.1"],
+        [sys.executable, "-m", "aiosock", "serve", "echo", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert result.returncode == 2
-    assert "missing port" in result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.timeout(60)
