@@ -150,9 +150,11 @@ async def test_an_oversize_frame_ends_the_connection_after_the_valid_ones() -> N
     assert client.messages == [b"fine"]  # "also fine" is 9 bytes: too long
 
 
-async def test_a_large_message_arrives_whole(echo_server: aiosock.Server) -> None:
+async def test_a_large_message_arrives_whole(
+    echo_server: aiosock.Server, abstract_name: str
+) -> None:
     codec = LengthPrefixed(max_size=8 * 1024 * 1024)
-    server = await aiosock.create_server(Echo, "unix:@aiosock-test-large", codec=codec)
+    server = await aiosock.create_server(Echo, f"unix:@{abstract_name}", codec=codec)
     async with server:
         transport, client = await aiosock.create_connection(
             Recorder, server.addresses[0], codec=codec
