@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 from collections.abc import Callable, Mapping
 
 import pytest
@@ -59,3 +60,15 @@ def open_sockets() -> Callable[[], set[str]]:
     /dev/null once, on first use).
     """
     return _open_sockets
+
+
+@pytest.fixture
+def abstract_name() -> str:
+    """An abstract Unix socket name for one test, new on every run.
+
+    Abstract names belong to the network namespace, not to a directory: two
+    runs on one host share them, and pids repeat across pid namespaces (two
+    containers), so a fixed name or one made of the pid can collide. Derive
+    more names from this one (``f"{abstract_name}-slow"``).
+    """
+    return f"aiosock-test-{secrets.token_hex(8)}"

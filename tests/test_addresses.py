@@ -212,14 +212,19 @@ def _bound(family: int, kind: int, where: str | tuple[str, int]) -> socket.socke
     return sock
 
 
-def test_from_sockaddr_reads_what_a_bound_socket_reports(tmp_path: Path) -> None:
+def test_from_sockaddr_reads_what_a_bound_socket_reports(
+    tmp_path: Path, abstract_name: str
+) -> None:
     cases = [
         (
             _bound(socket.AF_INET, socket.SOCK_STREAM, ("127.0.0.1", 0)),
             "tcp://127.0.0.1:",
         ),
         (_bound(socket.AF_INET6, socket.SOCK_DGRAM, ("::1", 0)), "udp://[::1]:"),
-        (_bound(socket.AF_UNIX, socket.SOCK_STREAM, "\0aiosock-t"), "unix:@aiosock-t"),
+        (
+            _bound(socket.AF_UNIX, socket.SOCK_STREAM, f"\0{abstract_name}"),
+            f"unix:@{abstract_name}",
+        ),
         (
             _bound(socket.AF_UNIX, socket.SOCK_DGRAM, str(tmp_path / "d")),
             f"unixgram://{tmp_path / 'd'}",

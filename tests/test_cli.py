@@ -85,13 +85,13 @@ def read_line(sock: socket.socket) -> bytes:
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 @pytest.mark.parametrize("api", ["protocol", "stream"])
 def test_echo_answers_a_plain_socket_client(
-    loop: str, api: str, tmp_path: Path
+    loop: str, api: str, tmp_path: Path, abstract_name: str
 ) -> None:
     path = tmp_path / "echo.sock"
     with echo_server(
         "tcp://127.0.0.1:0",
         f"unix://{path}",
-        f"unix:@aiosock-cli-{os.getpid()}",
+        f"unix:@{abstract_name}",
         "--codec",
         "lines",
         "--api",
@@ -136,7 +136,7 @@ def datagram_client(address: str, directory: Path) -> socket.socket:
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 @pytest.mark.parametrize("api", ["protocol", "stream"])
 def test_datagram_echo_answers_a_plain_socket_beside_streams(
-    loop: str, api: str, tmp_path: Path
+    loop: str, api: str, tmp_path: Path, abstract_name: str
 ) -> None:
     path = tmp_path / "echo.dgram"
     clients = tmp_path / "clients"
@@ -144,7 +144,7 @@ def test_datagram_echo_answers_a_plain_socket_beside_streams(
     with echo_server(
         "udp://127.0.0.1:0",
         f"unixgram://{path}",
-        f"unixgram:@aiosock-cli-{os.getpid()}",
+        f"unixgram:@{abstract_name}",
         "tcp://127.0.0.1:0",
         "--codec",
         "lines",

@@ -64,12 +64,12 @@ def short_tmp(tmp_path: Path) -> Path:
     ["udp://127.0.0.1:0", "udp://[::1]:0", "unixgram", "unixgram:@"],
 )
 async def test_a_connected_client_and_a_bound_server_answer_each_other(
-    server_address: str, tmp_path: Path
+    server_address: str, tmp_path: Path, abstract_name: str
 ) -> None:
     if server_address == "unixgram":
         server_address = f"unixgram://{tmp_path / 's.sock'}"
     elif server_address == "unixgram:@":
-        server_address = f"unixgram:@aiosock-test-{os.getpid()}-{id(tmp_path)}"
+        server_address = f"unixgram:@{abstract_name}"
     async with await aiosock.open_datagram(server_address) as server:
         assert server.peer_address is None
         target = server.local_address
@@ -361,7 +361,7 @@ async def test_unix_path_stale_live_and_foreign_files(tmp_path: Path) -> None:
     path.unlink()
 
 
-async def test_adopting_a_socket_by_fd() -> None:
+async def test_adopting_a_socket_by_fd(abstract_name: str) -> None:
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     with right:
         with pytest.raises(ValueError, match="connected"):
@@ -377,7 +377,7 @@ async def test_adopting_a_socket_by_fd() -> None:
             right.send(b"hello")
             assert await endpoint.receive() == b"hello"
     bound = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    bound.bind(f"\0aiosock-test-fd-{os.getpid()}")
+    bound.bind(f"\0{abstract_name}")
     adopted = await aiosock.open_datagram(f"fd://{bound.detach()}")
     async with adopted:
         assert isinstance(adopted.local_address, UnixDatagramAddress)
@@ -388,15 +388,15 @@ async def test_adopting_a_socket_by_fd() -> None:
 
 
 async def test_a_sender_bound_to_a_relative_path_comes_unnamed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, abstract_name: str
 ) -> None:
     monkeypatch.chdir(short_tmp(tmp_path))
     name = f"relative-{os.getpid()}"
-    async with await aiosock.open_datagram(f"unixgram:@aiosock-rel-{name}") as server:
+    async with await aiosock.open_datagram(f"unixgram:@{abstract_name}") as server:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
             sender.bind(name)  # relative: no aiosock address holds it
             try:
-                sender.sendto(b"hi", f"\0aiosock-rel-{name}")
+                sender.sendto(b"hi", f"\0{abstract_name}")
                 assert await server.receive() == (b"hi", None)
             finally:
                 os.unlink(name)
@@ -443,11 +443,11 @@ async def test_the_callback_api() -> None:
 
 
 async def test_a_unix_peer_that_is_gone_costs_one_datagram_not_the_endpoint(
-    tmp_path: Path,
+    tmp_path: Path, abstract_name: str
 ) -> None:
     gone = f"unixgram://{short_tmp(tmp_path)}/gone-{os.getpid()}"
     transport, protocol = await aiosock.create_datagram_endpoint(
-        Recorder, local=f"unixgram:@aiosock-gone-{os.getpid()}"
+        Recorder, local=f"unixgram:@{abstract_name}"
     )
     # The callback API reports it, as asyncio's transports do.
     transport.send(b"lost", gone)
@@ -456,7 +456,7 @@ async def test_a_unix_peer_that_is_gone_costs_one_datagram_not_the_endpoint(
     transport.close()
     assert await protocol.lost is None
     # The async API raises it from the send that lost it; the next goes on.
-    async with await aiosock.open_datagram("unixgram:@aiosock-gone-2") as endpoint:
+    async with await aiosock.open_datagram(f"unixgram:@{abstract_name}-2") as endpoint:
         with pytest.raises(FileNotFoundError):
             await endpoint.send(b"lost", gone)
         await endpoint.send(b"self", endpoint.local_address)
@@ -541,11 +541,13 @@ async def test_a_gather_list_and_wide_memoryviews_are_sized_in_bytes() -> None:
         assert await b.receive() == bytes(16)
 
 
-async def test_a_bound_endpoint_receives_on_after_a_queued_send_failed() -> None:
+async def test_a_bound_endpoint_receives_on_after_a_queued_send_failed(
+    abstract_name: str,
+) -> None:
     # A reply kept for a peer whose queue was full, and which is then gone,
     # fails later: the server's next send hears of it, not its receive(),
     # where it would end an `async for` serving everyone else.
-    name = f"aiosock-slow-{os.getpid()}"
+    name = abstract_name
     async with (
         await aiosock.open_datagram(f"unixgram:@{name}-server") as server,
         await aiosock.connect_datagram(f"unixgram:@{name}-server") as other,
@@ -568,8 +570,10 @@ async def test_a_bound_endpoint_receives_on_after_a_queued_send_failed() -> None
         assert server.transport.get_write_buffer_size() == 0
 
 
-async def test_a_protocol_may_abort_from_error_received_while_sends_wait() -> None:
-    name = f"aiosock-abort-{os.getpid()}"
+async def test_a_protocol_may_abort_from_error_received_while_sends_wait(
+    abstract_name: str,
+) -> None:
+    name = abstract_name
     failures: list[dict[str, object]] = []
     asyncio.get_running_loop().set_exception_handler(lambda _, c: failures.append(c))
 

@@ -43,20 +43,20 @@ async def receive_all(connection: Connection, most: int = 100) -> list[bytes]:
     return [await connection.receive() for _ in range(most)]
 
 
-async def test_several_addresses_at_once(tmp_path: Path) -> None:
+async def test_several_addresses_at_once(tmp_path: Path, abstract_name: str) -> None:
     path = tmp_path / "s.sock"
     async with await aiosock.serve(
         echo,
         "tcp://127.0.0.1:0",
         f"unix://{path}",
-        "unix:@aiosock-srv-multi",
+        f"unix:@{abstract_name}",
         codec=Lines(),
     ) as server:
         tcp, unix, abstract = server.addresses
         assert isinstance(tcp, TCPAddress)
         assert tcp.port != 0
         assert unix == UnixAddress(path=str(path))
-        assert abstract == UnixAddress(path="aiosock-srv-multi", abstract=True)
+        assert abstract == UnixAddress(path=abstract_name, abstract=True)
         for address in server.addresses:
             assert await round_trip(address) == b"ping"
     assert not path.exists()  # removed on close: it was ours
@@ -345,7 +345,7 @@ async def test_a_peer_that_vanishes_is_routine_and_the_server_goes_on(
             seen.append(connection.peer_address)  # still known after the end
 
     loop = asyncio.get_running_loop()
-    path = f"unix:@aiosock-vanish-{os.getpid()}"
+    path = f"unix:@aiosock-vanish-{os.urandom(8).hex()}"
     async with await aiosock.serve(watcher, "tcp://127.0.0.1:0", path) as server:
         for address in server.addresses:
             for _ in range(3):  # three peers that reset mid-conversation

@@ -350,10 +350,46 @@ def test_every_size_up_to_the_maximum_arrives_whole(sized: Sized) -> None:
     assert sender.stats.sent == len(sizes) + 1
 
 
-def test_a_smaller_frame_limit_bounds_udp_too() -> None:
+@pytest.mark.parametrize("kind", SERVERS)
+def test_a_smaller_frame_limit_bounds_every_kind_at_both_ends(
+    kind: str, sock_dir: Path
+) -> None:
     small = Limits(max_frame_size=100)
-    with open_datagram("udp://127.0.0.1:0", limits=small, timeout=TIMEOUT) as bound:
-        assert bound.max_datagram_size == 100
+    address = server_address(kind, sock_dir)
+    with open_datagram(address, limits=small, timeout=TIMEOUT) as server:
+        assert server.local_address is not None
+        with (
+            connect_datagram(
+                server.local_address, limits=small, timeout=TIMEOUT
+            ) as client,
+            # The default limit: this one sends past the server's.
+            connect_datagram(server.local_address, timeout=TIMEOUT) as roomy,
+        ):
+            assert server.max_datagram_size == client.max_datagram_size == 100
+            sender = client.local_address
+            # Sending, either way: 100 bytes go, 101 raise and nothing goes.
+            for end, target in ((client, None), (server, sender)):
+                end.send(pattern(100), target)
+                with pytest.raises(DatagramTooLarge) as caught:
+                    end.send(pattern(101), target)
+                assert (caught.value.size, caught.value.limit) == (101, 100)
+                end.send(b"after", target)
+                assert end.stats.sent == 2
+            assert server.receive() == (pattern(100), sender)
+            assert server.receive() == (b"after", sender)  # nothing in between
+            assert client.receive() == pattern(100)
+            assert client.receive() == b"after"
+            # Receiving: 101 bytes from a sender with room are reported, not cut
+            # short and passed on; the next datagram comes whole.
+            roomy.send(pattern(101))
+            roomy.send(pattern(100))
+            with pytest.raises(DatagramTruncated) as cut:
+                server.receive()
+            assert (cut.value.size, cut.value.partial) == (101, pattern(101)[:100])
+            assert cut.value.address == roomy.local_address
+            assert server.receive() == (pattern(100), roomy.local_address)
+            stats = server.stats
+            assert (stats.received, stats.truncated, stats.errors) == (4, 1, 0)
 
 
 def test_the_limit_counts_the_codec_framing(

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,7 @@ from aiosock import (
     UDPAddress,
     UnixDatagramAddress,
 )
+from aiosock.core.datagrams import DatagramQueue
 from aiosock.testing import turns_until
 from aiosock.testing.datagrams import (
     DATAGRAM_CHECKS,
@@ -40,8 +42,10 @@ from aiosock.testing.datagrams import (
     check_bound_and_connected_endpoints,
     check_boundaries_at_every_size,
     check_cancelled_receive_loses_no_datagram,
+    check_closing_wakes_blocked_receivers,
     check_full_queue_counts_every_datagram,
     check_oversize_send_raises_before_sending,
+    check_receive_after_close_raises_with_datagrams_queued,
     check_refusal_surfaces_once,
     check_sending_goes_on_after_a_refusal,
     check_use_after_close,
@@ -289,6 +293,30 @@ async def test_the_suite_sees_an_endpoint_that_will_not_close(
         await check_aclose_is_idempotent_and_safe_under_cancellation(stubborn)
 
 
+def memory_pairs(
+    *,
+    server: type[Endpoint[Any]] = Endpoint,
+    client: type[Endpoint[Any]] = Endpoint,
+) -> DatagramPairMaker:
+    """Memory pairs whose server and client are of the classes given."""
+
+    @asynccontextmanager
+    async def make(*, limits: Limits | None = None) -> AsyncIterator[DatagramPair]:
+        limits = limits or Limits()
+        network = MemoryNetwork()
+        _, bound = await network.create_endpoint(
+            lambda: server(limits), local="udp://127.0.0.1:0", limits=limits
+        )
+        assert bound.local_address is not None
+        _, connected = await network.create_endpoint(
+            lambda: client(limits), remote=bound.local_address, limits=limits
+        )
+        async with bound, connected:
+            yield DatagramPair(server=bound, client=connected)
+
+    return make
+
+
 class Forgetful(Endpoint[tuple[bytes, Address | None]]):
     """Loses the datagram that woke a receive() cancelled before it returned."""
 
@@ -302,18 +330,52 @@ class Forgetful(Endpoint[tuple[bytes, Address | None]]):
 
 
 async def test_the_suite_sees_a_cancelled_receive_lose_a_datagram() -> None:
-    @asynccontextmanager
-    async def forgetful(*, limits: Limits | None = None) -> AsyncIterator[DatagramPair]:
-        network = MemoryNetwork()
-        _, server = await network.create_endpoint(
-            lambda: Forgetful(Limits()), local="udp://127.0.0.1:0"
-        )
-        assert server.local_address is not None
-        async with server, await network.connect(server.local_address) as client:
-            yield DatagramPair(server=server, client=client)
-
     with pytest.raises(AssertionError, match="never arrived"):
-        await check_cancelled_receive_loses_no_datagram(forgetful)
+        await check_cancelled_receive_loses_no_datagram(memory_pairs(server=Forgetful))
+
+
+async def test_the_suite_sees_datagrams_received_after_close(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # aclose() forgets to give up what is queued (only aclose() clears it).
+    monkeypatch.setattr(DatagramQueue, "clear", lambda self: None)
+    with pytest.raises(AssertionError, match=r"receive\(\) after close gave"):
+        await check_receive_after_close_raises_with_datagrams_queued(
+            MemoryNetwork().pair
+        )
+
+
+class Unwaking(Endpoint[Any]):
+    """Forgets the receivers waiting when it closes: none of them is woken."""
+
+    async def aclose(self) -> None:
+        self._receivers.clear()
+        await super().aclose()
+
+
+@pytest.mark.parametrize(
+    ("end", "complaint"),
+    [
+        ("client", r"the blocked receive\(\) never returned"),
+        ("server", "async for went on after close"),
+    ],
+    ids=["client", "server"],
+)
+async def test_the_suite_sees_a_close_that_wakes_no_receiver(
+    end: str, complaint: str
+) -> None:
+    with pytest.raises(AssertionError, match=complaint):
+        await check_closing_wakes_blocked_receivers(memory_pairs(**{end: Unwaking}))
+
+
+def test_every_check_has_a_self_test() -> None:
+    """A check no self-test shows failing could be passing everything."""
+    called = set()
+    for name, test in globals().items():
+        if name.startswith("test_the_suite_sees_"):
+            called.update(test.__code__.co_names)
+    missing = [c.__name__ for c in DATAGRAM_CHECKS if c.__name__ not in called]
+    assert not missing, f"no self-test shows these checks failing: {missing}"
 
 
 # ------------------------------------------------ the memory network

@@ -1,4 +1,5 @@
-"""The stream conformance suite, run over every kind of stream socket on both loops."""
+"""The stream conformance suite over every kind of stream socket on both loops,
+and that each check can fail."""
 
 from __future__ import annotations
 
@@ -7,14 +8,28 @@ import os
 import socket
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
 
 import aiosock
-from aiosock import Codec, Connection
-from aiosock.testing.memory import memory_connection_pair
-from aiosock.testing.streams import STREAM_CHECKS, Pair, PairMaker
+from aiosock import Codec, Connection, Limits
+from aiosock.core.codecs import Buffer
+from aiosock.testing import memory, streams
+from aiosock.testing.memory import _MemoryTransport, memory_connection_pair
+from aiosock.testing.streams import (
+    STREAM_CHECKS,
+    Pair,
+    PairMaker,
+    check_aclose_is_idempotent_and_safe_under_cancellation,
+    check_backpressure_on_a_peer_that_does_not_read,
+    check_closing_wakes_a_blocked_peer,
+    check_concurrent_receives_get_different_messages,
+    check_full_duplex_in_random_chunks,
+    check_half_close,
+    check_messages_both_ways,
+    check_use_after_close,
+)
 
 Check = Callable[[PairMaker], Awaitable[None]]
 
@@ -79,3 +94,207 @@ PAIRS: dict[str, PairMaker] = {
 @pytest.mark.parametrize("transport", PAIRS)
 async def test_stream_conformance(transport: str, check: Check) -> None:
     await check(PAIRS[transport])
+
+
+def test_every_check_is_listed_once() -> None:
+    checks = {
+        getattr(streams, name) for name in streams.__all__ if name[:6] == "check_"
+    }
+    assert checks == set(STREAM_CHECKS)
+    assert len(STREAM_CHECKS) == len(checks)
+
+
+# ---------------------------------------------- each check can fail
+#
+# Each self-test below breaks the in-memory pair in one small way and
+# shows the check it names failing; the unbroken pair passes every check
+# (test_stream_conformance[memory-...]).
+
+
+def broken(
+    monkeypatch: pytest.MonkeyPatch,
+    fault: type[_MemoryTransport] | type[Connection],
+    *,
+    limits: Limits | None = None,
+) -> PairMaker:
+    """Memory pairs with ``fault`` in place of the transport or the Connection."""
+    name = "Connection" if issubclass(fault, Connection) else "_MemoryTransport"
+    monkeypatch.setattr(memory, name, fault)
+
+    def make(codec: Codec) -> AbstractAsyncContextManager[Pair]:
+        return memory_connection_pair(codec, limits=limits)
+
+    return make
+
+
+class Reordering(_MemoryTransport):
+    """Puts each write ahead of those still buffered: later messages overtake."""
+
+    def write(self, data: Buffer) -> None:
+        super().write(data)
+        self._outgoing.rotate(1)  # the newest chunk to the front
+
+
+async def test_the_suite_sees_messages_reordered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(AssertionError, match="messages changed on the way"):
+        await check_messages_both_ways(broken(monkeypatch, Reordering))
+
+
+class Corrupting(_MemoryTransport):
+    """Flips one bit of one byte: the first of its third write."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.writes = 0
+
+    def write(self, data: Buffer) -> None:
+        self.writes += 1
+        if self.writes == 3:
+            data = bytes([data[0] ^ 1]) + bytes(data[1:])
+        super().write(data)
+
+
+class Dropping(_MemoryTransport):
+    """Loses its third write, as a buffer overwritten too early would."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.writes = 0
+
+    def write(self, data: Buffer) -> None:
+        self.writes += 1
+        if self.writes != 3:
+            super().write(data)
+
+
+@pytest.mark.parametrize("fault", [Corrupting, Dropping], ids=["corrupt", "drop"])
+async def test_the_suite_sees_a_byte_corrupted_or_a_chunk_dropped(
+    monkeypatch: pytest.MonkeyPatch, fault: type[_MemoryTransport]
+) -> None:
+    with pytest.raises(AssertionError, match="a -> b corrupted"):
+        await check_full_duplex_in_random_chunks(broken(monkeypatch, fault))
+
+
+class NoEof(_MemoryTransport):
+    """write_eof() does nothing: the peer never hears the end."""
+
+    def write_eof(self) -> None:
+        pass
+
+
+async def test_the_suite_sees_an_eof_never_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(AssertionError, match="after the peer's EOF never returned"):
+        await check_half_close(broken(monkeypatch, NoEof))
+
+
+class DeafToEof(_MemoryTransport):
+    """Never hears its peer's EOF: a receive waits on after the peer closed."""
+
+    def _deliver_eof(self) -> None:
+        pass
+
+
+class Unwaking(Connection):
+    """Forgets the receivers waiting when the connection is lost."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._receivers.clear()
+        super().connection_lost(exc)
+
+
+@pytest.mark.parametrize(
+    ("fault", "blocked"),
+    [(DeafToEof, "when the peer closed"), (Unwaking, "when its side closed")],
+    ids=["peer", "own"],
+)
+async def test_the_suite_sees_a_close_that_wakes_no_receiver(
+    monkeypatch: pytest.MonkeyPatch,
+    fault: type[_MemoryTransport] | type[Connection],
+    blocked: str,
+) -> None:
+    with pytest.raises(AssertionError, match=f"{blocked} never returned"):
+        await check_closing_wakes_a_blocked_peer(broken(monkeypatch, fault))
+
+
+class Heedless(Connection):
+    """send() after aclose() returns quietly instead of raising."""
+
+    async def send(self, message: Buffer) -> None:
+        if not self._closed:
+            await super().send(message)
+
+
+async def test_the_suite_sees_a_send_after_close(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(AssertionError, match=r"send\(\) after aclose\(\) gave None"):
+        await check_use_after_close(broken(monkeypatch, Heedless))
+
+
+class Peeking(Connection):
+    """receive() gives the head of the queue and takes it off a turn later."""
+
+    def _take(self) -> bytes:
+        message = self._queue[0]
+        self._loop.call_soon(super()._take)
+        return message
+
+
+async def test_the_suite_sees_one_message_given_to_two_receivers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(AssertionError, match=r"got \[b'one', b'one'\]"):
+        await check_concurrent_receives_get_different_messages(
+            broken(monkeypatch, Peeking)
+        )
+
+
+class Lingering(Connection):
+    """aclose() gives the last writes a turn first; cancelled then, it never closes."""
+
+    async def aclose(self) -> None:
+        await asyncio.sleep(0)
+        await super().aclose()
+
+
+async def test_the_suite_sees_a_cancelled_aclose_that_does_not_close(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(AssertionError, match="left the connection open"):
+        await check_aclose_is_idempotent_and_safe_under_cancellation(
+            broken(monkeypatch, Lingering)
+        )
+
+
+class Unbounded(_MemoryTransport):
+    """Buffers whatever it is given and never pauses writing."""
+
+    def write(self, data: Buffer) -> None:
+        self._outgoing.append(bytes(data))
+        self._buffered += len(data)
+        self._schedule_flush()
+
+
+async def test_the_suite_sees_a_write_buffer_without_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The peer is left unread: closing waits close_timeout, then aborts.
+    limits = Limits(close_timeout=0.01)
+    with pytest.raises(AssertionError, match=r"send\(\) never waited"):
+        await check_backpressure_on_a_peer_that_does_not_read(
+            broken(monkeypatch, Unbounded, limits=limits)
+        )
+
+
+def test_every_check_has_a_self_test() -> None:
+    """A check no self-test shows failing could be passing everything."""
+    called = set()
+    for name, test in globals().items():
+        if name.startswith("test_the_suite_sees_"):
+            called.update(test.__code__.co_names)
+    missing = [c.__name__ for c in STREAM_CHECKS if c.__name__ not in called]
+    assert not missing, f"no self-test shows these checks failing: {missing}"

@@ -37,7 +37,7 @@ from aiosock.core.addresses import Address, UDPAddress, UnixDatagramAddress
 from aiosock.core.datagrams import DatagramTooLarge
 from aiosock.core.errors import ClosedResourceError
 from aiosock.core.limits import Limits, OverflowPolicy
-from aiosock.testing.streams import CHECK_TIMEOUT, turns_until
+from aiosock.testing.streams import CHECK_TIMEOUT, _expect, _soon, turns_until
 
 __all__ = [
     "DATAGRAM_CHECKS",
@@ -364,9 +364,7 @@ async def check_closing_wakes_blocked_receivers(make_pair: DatagramPairMaker) ->
         await client.aclose()
         await _expect(ClosedResourceError, blocked, "the blocked receive()")
         await server.aclose()
-        ended = await turns_until(iterating.done)
-        assert ended, "async for went on after close"
-        got = iterating.result()
+        got = await _soon(iterating, "async for went on after close")
         assert got == [b"one", b"two"], f"async for got {got} before the end"
 
 
@@ -418,13 +416,7 @@ async def check_cancelled_receive_loses_no_datagram(
 
 async def _receive_now(endpoint: Endpoint[Any], what: str) -> Any:
     """``endpoint.receive()``, which must end within ``_ARRIVAL_TURNS`` turns."""
-    receiving = asyncio.ensure_future(endpoint.receive())
-    if not await turns_until(receiving.done, _ARRIVAL_TURNS):
-        receiving.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await receiving
-        raise AssertionError(f"{what} never arrived")
-    return receiving.result()
+    return await _soon(endpoint.receive(), f"{what} never arrived", _ARRIVAL_TURNS)
 
 
 async def _receive_at_server(pair: DatagramPair, what: str) -> tuple[bytes, Any]:
@@ -457,18 +449,6 @@ async def _stays_quiet(endpoint: Endpoint[Any]) -> None:
     receiving.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await receiving
-
-
-async def _expect(
-    error: type[BaseException], call: Awaitable[object], what: str
-) -> None:
-    try:
-        result = await call
-    except error:
-        return
-    except Exception as exc:
-        raise AssertionError(f"{what} raised {exc!r}, not {error.__name__}") from exc
-    raise AssertionError(f"{what} gave {result!r}, not {error.__name__}")
 
 
 DATAGRAM_CHECKS: tuple[Callable[[DatagramPairMaker], Awaitable[None]], ...] = (

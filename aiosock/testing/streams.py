@@ -10,7 +10,9 @@ it (TCP, Unix, a socketpair, memory)::
         await check(my_pair_maker)
 
 Each check makes its own pairs, bounds its own time (``CHECK_TIMEOUT``)
-and raises ``AssertionError`` with a message when the contract is broken.
+and the turns of the loop it waits for what a broken pair would never
+deliver (a message, an EOF, a wake-up), and raises ``AssertionError`` with
+a message when the contract is broken.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from typing import TypeVar
 
 from aiosock.aio.connection import Connection
 from aiosock.core.codecs import Codec, LengthPrefixed, Raw
@@ -45,13 +48,17 @@ __all__ = [
     "turns_until",
 ]
 
+T = TypeVar("T")
 Pair = tuple[Connection, Connection]
 PairMaker = Callable[[Codec], AbstractAsyncContextManager[Pair]]
 
 # Seconds any one check may take: generous for a loaded 2-core machine.
 CHECK_TIMEOUT = 30.0
 # Yields to the loop while waiting for something that needs no time, only
-# turns of the loop (a buffer filling up): a bound, not a clock.
+# turns of the loop (a buffer filling up, bytes on loopback or in memory
+# arriving): a bound, not a clock. Every turn polls the sockets, and what
+# was sent on loopback is already in the peer's buffer, so a few turns
+# suffice; 100,000 take a fraction of a second.
 _MAX_TURNS = 100_000
 FRAMED = LengthPrefixed()
 
@@ -63,8 +70,14 @@ async def check_messages_both_ways(make_pair: PairMaker) -> None:
         for sender, receiver in ((a, b), (b, a)):
             for message in messages:
                 await sender.send(message)
-            received = [await receiver.receive() for _ in messages]
-            assert received == messages, "messages changed on the way"
+            received = [
+                await _soon(receiver.receive(), f"message {i} never arrived")
+                for i in range(len(messages))
+            ]
+            assert received == messages, (
+                f"messages changed on the way: sent sizes {list(map(len, messages))}, "
+                f"received {list(map(len, received))}"
+            )
 
 
 async def check_full_duplex_in_random_chunks(make_pair: PairMaker) -> None:
@@ -100,24 +113,14 @@ async def check_half_close(make_pair: PairMaker) -> None:
         await a.send(b"question")
         await a.send_eof()
         await a.send_eof()  # idempotent
-        assert await b.receive() == b"question"
+        question = await _soon(b.receive(), "the message before EOF never arrived")
+        assert question == b"question", f"the peer got {question!r}"
         for _ in range(2):  # EndOfStream again and again, not once
-            try:
-                await b.receive()
-            except EndOfStream:
-                pass
-            else:
-                raise AssertionError("no EndOfStream after the peer's send_eof")
+            await _expect(EndOfStream, b.receive(), "receive() after the peer's EOF")
         await b.send(b"answer")
-        assert await a.receive() == b"answer", "the half-closed side stopped receiving"
-        try:
-            await a.send(b"late")
-        except ClosedResourceError:
-            pass
-        else:
-            raise AssertionError(
-                "send after send_eof did not raise ClosedResourceError"
-            )
+        answer = await _soon(a.receive(), "the half-closed side got no answer")
+        assert answer == b"answer", "the half-closed side stopped receiving"
+        await _expect(ClosedResourceError, a.send(b"late"), "send() after send_eof()")
 
 
 async def check_closing_wakes_a_blocked_peer(make_pair: PairMaker) -> None:
@@ -126,22 +129,15 @@ async def check_closing_wakes_a_blocked_peer(make_pair: PairMaker) -> None:
         blocked = asyncio.create_task(b.receive())
         await turns_until(lambda: False, 10)  # let it block
         await a.aclose()
-        try:
-            await blocked
-        except (EndOfStream, BrokenResourceError):
-            pass
-        else:
-            raise AssertionError("the peer's receive returned a message after close")
+        ended = (EndOfStream, BrokenResourceError)
+        await _expect(ended, blocked, "a receive() blocked when the peer closed")
     async with asyncio.timeout(CHECK_TIMEOUT), make_pair(FRAMED) as (a, b):
         blocked = asyncio.create_task(a.receive())
         await turns_until(lambda: False, 10)
         await a.aclose()
-        try:
-            await blocked
-        except ClosedResourceError:
-            pass
-        else:
-            raise AssertionError("closing did not wake its own blocked receive")
+        await _expect(
+            ClosedResourceError, blocked, "a receive() blocked when its side closed"
+        )
 
 
 async def check_use_after_close(make_pair: PairMaker) -> None:
@@ -149,12 +145,9 @@ async def check_use_after_close(make_pair: PairMaker) -> None:
     async with asyncio.timeout(CHECK_TIMEOUT), make_pair(FRAMED) as (a, b):
         await b.send(b"unread")
         await a.aclose()
-        for call in (a.receive, lambda: a.send(b"x"), a.send_eof):
-            try:
-                await call()
-            except ClosedResourceError:
-                continue
-            raise AssertionError(f"{call} after aclose() did not raise")
+        await _expect(ClosedResourceError, a.receive(), "receive() after aclose()")
+        await _expect(ClosedResourceError, a.send(b"x"), "send() after aclose()")
+        await _expect(ClosedResourceError, a.send_eof(), "send_eof() after aclose()")
 
 
 async def check_concurrent_receives_get_different_messages(
@@ -162,12 +155,17 @@ async def check_concurrent_receives_get_different_messages(
 ) -> None:
     """Two tasks receiving at once get one message each, none twice."""
     async with asyncio.timeout(CHECK_TIMEOUT), make_pair(FRAMED) as (a, b):
-        first = asyncio.create_task(b.receive())
-        second = asyncio.create_task(b.receive())
+        receives = [asyncio.create_task(b.receive()) for _ in range(2)]
         await turns_until(lambda: False, 10)
         await a.send(b"one")
         await a.send(b"two")
-        got = sorted([await first, await second])
+        try:
+            got = sorted(
+                [await _soon(task, "a receive() got nothing") for task in receives]
+            )
+        finally:
+            for task in receives:
+                task.cancel()  # after a failure: none is left waiting
         assert got == [b"one", b"two"], f"concurrent receives got {got}"
 
 
@@ -197,32 +195,48 @@ async def check_backpressure_on_a_peer_that_does_not_read(make_pair: PairMaker) 
 
     Every ``send()`` that returns leaves at most the write high-water mark
     plus one message buffered in the process; once the peer reads, every
-    byte arrives.
+    byte arrives and the sender goes on.
     """
     message = bytes(64 * 1024)
     limit = 64 * 1024 * 1024  # far beyond any socket buffer: stop a runaway
     async with asyncio.timeout(CHECK_TIMEOUT), make_pair(Raw()) as (a, b):
         high = a.transport.get_write_buffer_limits()[1]
-        sent = received = 0
+        sent = received = most = 0
         stop = False
 
         async def flood() -> None:
-            nonlocal sent
+            nonlocal sent, most
             while not stop and sent < limit:
                 sent += len(message)  # counted first: send() writes, then waits
                 await a.send(message)
-                buffered = a.transport.get_write_buffer_size()
-                assert buffered <= high + len(message), f"{buffered} bytes buffered"
+                most = max(most, a.transport.get_write_buffer_size())
 
         sender = asyncio.create_task(flood())
-        blocked = await turns_until(lambda: a.transport.get_write_buffer_size() > high)
-        assert blocked, "send() never waited for a peer that does not read"
-        assert not sender.done(), "the sender finished although nobody read"
-        stop = True
-        while received < sent:
-            received += len(await b.receive())
-        await sender
+        try:
+            blocked = await turns_until(
+                lambda: sender.done() or a.transport.get_write_buffer_size() > high
+            )
+            if sender.done():
+                await sender  # raises what broke it, if anything did
+                raise AssertionError(
+                    f"send() never waited: {sent} bytes went to a peer "
+                    "that does not read"
+                )
+            assert blocked, "send() never waited for a peer that does not read"
+            stop = True
+            while received < sent:
+                chunk = await _soon(
+                    b.receive(), f"only {received} of {sent} bytes arrived"
+                )
+                received += len(chunk)
+            await _soon(sender, "the sender never went on once the peer read")
+        finally:
+            sender.cancel()  # after a failure: it waits no more
         assert received == sent, f"sent {sent} bytes, {received} arrived"
+        assert most <= high + len(message), (
+            f"send() returned with {most} bytes buffered, "
+            f"above high water ({high}) plus one message"
+        )
 
 
 async def turns_until(condition: Callable[[], bool], turns: int = _MAX_TURNS) -> bool:
@@ -236,6 +250,42 @@ async def turns_until(condition: Callable[[], bool], turns: int = _MAX_TURNS) ->
             return True
         await asyncio.sleep(0)
     return condition()
+
+
+async def _soon(awaitable: Awaitable[T], failure: str, turns: int = _MAX_TURNS) -> T:
+    """What ``awaitable`` gives, which must be within ``turns`` turns of the loop.
+
+    For a wait that a broken pair leaves waiting for ever (a message, an
+    EOF, a wake-up that never comes): the check fails with ``failure``
+    instead of running out of ``CHECK_TIMEOUT``, and cancels the wait.
+    """
+    waiting = asyncio.ensure_future(awaitable)
+    if not await turns_until(waiting.done, turns):
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        raise AssertionError(failure)
+    return waiting.result()
+
+
+async def _expect(
+    error: type[BaseException] | tuple[type[BaseException], ...],
+    call: Awaitable[object],
+    what: str,
+) -> None:
+    """``call`` raises ``error`` within ``_MAX_TURNS`` turns of the loop."""
+    names = " or ".join(
+        e.__name__ for e in (error if isinstance(error, tuple) else (error,))
+    )
+    try:
+        result = await _soon(call, f"{what} never returned (nor raised {names})")
+    except error:
+        return
+    except AssertionError:
+        raise
+    except Exception as exc:
+        raise AssertionError(f"{what} raised {exc!r}, not {names}") from exc
+    raise AssertionError(f"{what} gave {result!r}, not {names}")
 
 
 STREAM_CHECKS: list[Callable[[PairMaker], Awaitable[None]]] = [
