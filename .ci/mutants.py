@@ -2,8 +2,9 @@
 
 ``make mutants`` runs mutmut, then this. It reads the results mutmut left
 in ``mutants/`` and prints one row per mutated module: mutants, killed
-(a failing test, a timeout or a crash all count: the suite noticed),
-survived, and the score. Then every survivor, with the line it changed.
+(a failing test, a timeout or a crash all count: the suite noticed; the
+timeouts are shown apart), those left alive, and the score. Then every
+survivor, with the line it changed.
 
 A survivor is either killed by a new test or listed in
 ``equivalent-mutants.toml`` beside this file, with the reason it cannot be
@@ -84,14 +85,19 @@ def main() -> int:
         print("no mutmut results: run `make mutants`", file=sys.stderr)
         return 1
     equivalents = load_equivalents()
-    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # [detected, all]
+    # [detected, of which timed out, all]
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     unexplained: list[str] = []
     explained: list[str] = []
+    unchecked = sum(status == "not checked" for status, _ in results.values())
+    if unchecked:
+        print(f"{unchecked} mutants were never run: the run did not finish")
     for mutant, (status, source) in sorted(results.items()):
         row = totals[module_of(mutant)]
-        row[1] += 1
+        row[2] += 1
         if status in DETECTED:
             row[0] += 1
+            row[1] += status == "timeout"
             continue
         text = mutated_text(mutant, source)
         key = (function_of(mutant), " ".join(text.split()))
@@ -101,15 +107,18 @@ def main() -> int:
         else:
             unexplained.append(line)
     failed = False
-    print(f"{'module':<28} {'mutants':>8} {'killed':>7} {'left':>5} {'score':>6}")
-    for module, (detected, total) in sorted(totals.items()):
+    print(
+        f"{'module':<24} {'mutants':>7} {'killed':>6} {'(hung)':>6} "
+        f"{'left':>5} {'score':>6}"
+    )
+    for module, (detected, hung, total) in sorted(totals.items()):
         score = detected / total
         goal = next(g for prefix, g in GOALS.items() if module.startswith(prefix))
         mark = "" if score >= goal else f"  below the goal of {goal:.0%}"
         failed |= bool(mark)
         print(
-            f"{module:<28} {total:>8} {detected:>7} {total - detected:>5} "
-            f"{score:>6.1%}{mark}"
+            f"{module:<24} {total:>7} {detected:>6} {hung:>6} "
+            f"{total - detected:>5} {score:>6.1%}{mark}"
         )
     if explained:
         print(f"\n{len(explained)} survivors listed as equivalent:")
@@ -117,7 +126,7 @@ def main() -> int:
     if unexplained:
         print(f"\n{len(unexplained)} survivors to kill with a test, or to list:")
         print("\n".join(unexplained))
-    return 1 if failed or unexplained else 0
+    return 1 if failed or unexplained or unchecked else 0
 
 
 if __name__ == "__main__":
