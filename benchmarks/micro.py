@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gc
 import json
 import os
 import re
@@ -54,6 +55,17 @@ from benchmarks.servers import EchoAiosock, EchoProtocol, echo_aiosock, echo_str
 
 Attach = Callable[[socket.socket], Awaitable[None]]
 CHILD_TIMEOUT = 120.0  # seconds for one measurement, a bound not a goal
+
+# The echo tasks of a measurement. The loop keeps only weak references to
+# tasks, and asyncio's StreamReaderProtocol only a weak one to its reader:
+# a task waiting on its reader is then garbage that the collector may
+# destroy mid-run ("Task was destroyed but it is pending").
+_tasks: set[asyncio.Task[None]] = set()
+
+
+def _keep(task: asyncio.Task[None]) -> None:
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
 
 
 class Client(asyncio.BufferedProtocol):
@@ -95,7 +107,7 @@ async def _protocol(sock: socket.socket) -> None:
 
 async def _streams(sock: socket.socket) -> None:
     reader, writer = await asyncio.open_connection(sock=sock, limit=256 * 1024)
-    asyncio.get_running_loop().create_task(echo_stream(reader, writer))
+    _keep(asyncio.get_running_loop().create_task(echo_stream(reader, writer)))
 
 
 def _aiosock(api: str, adapter: type[StreamAdapter] | None = None) -> Attach:
@@ -105,7 +117,7 @@ def _aiosock(api: str, adapter: type[StreamAdapter] | None = None) -> Attach:
         address = f"fd://{sock.detach()}"
         if api == "connection":
             connection = await aiosock.connect(address)
-            asyncio.get_running_loop().create_task(echo_aiosock(connection))
+            _keep(asyncio.get_running_loop().create_task(echo_aiosock(connection)))
         else:
             await aiosock.create_connection(EchoAiosock, address)
 
@@ -140,6 +152,9 @@ async def measure(row: str, pairs: int, size: int, rounds: int) -> float:
         await loop.create_unix_connection(
             functools.partial(_same, client), sock=client_end
         )
+    # Collect now, not mid-run: the timing starts from a clean heap, and
+    # anything the echo servers failed to keep alive is gone before it.
+    gc.collect()
     start = time.process_time()
     await asyncio.wait_for(asyncio.gather(*done), CHILD_TIMEOUT)
     elapsed = time.process_time() - start

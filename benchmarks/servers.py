@@ -5,10 +5,12 @@ Run:  python -m benchmarks.servers NAME ADDRESS [--loop asyncio|uvloop]
 
 It binds ADDRESS (an aiosock address string; port 0 picks a free port),
 prints ``READY <address>`` with the port really bound, and echoes until
-SIGTERM or SIGINT (or N seconds, 3600 by default), then exits 0. Every
-server here is a reference written the way the asyncio documentation
-shows, with nothing of aiosock in its path; aiosock's own servers join
-``SERVERS`` as they come to exist, one line each.
+SIGTERM or SIGINT (or N seconds, 3600 by default), then exits 0.
+``SERVERS`` holds the references, written the way the asyncio
+documentation shows with nothing of aiosock in their path (``protocol``,
+``buffered``, ``streams``, ``streams-framed``, ``datagram``), and
+aiosock's own rows (``aiosock-*``), one line each; ``ADAPTER_TRIALS``
+forces one adapter, to measure the choice ``adapter_for`` makes.
 """
 
 from __future__ import annotations

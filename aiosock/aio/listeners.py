@@ -19,7 +19,7 @@ import socket
 
 import attrs
 
-from aiosock._sockets import remove_if_ours, remove_if_stale
+from aiosock._sockets import Created, remove_if_ours, remove_if_stale
 from aiosock.core.addresses import (
     Address,
     FdAddress,
@@ -51,8 +51,8 @@ class Listener:
 
     sock: socket.socket
     address: Address
-    # (st_dev, st_ino) of the socket file this listener created, if any.
-    created: tuple[str, int, int] | None = None
+    # The socket file this listener created, if any, to remove on close.
+    created: Created | None = None
 
     def close(self) -> None:
         """Close the socket and remove its file if it is still ours. Idempotent."""
