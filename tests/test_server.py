@@ -459,3 +459,107 @@ async def test_out_of_descriptors_it_backs_off_longer_each_time_then_serves() ->
         if child.returncode is None:
             child.kill()
             await child.wait()
+
+
+async def test_a_listener_that_breaks_fails_the_server_which_still_closes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # shutdown() on a listening socket makes the kernel fail every later
+    # accept() with EINVAL: an error the server has no way to go on from.
+    listening = socket.create_server(("127.0.0.1", 0))
+    handler_ended = asyncio.Event()
+    started = asyncio.Event()
+
+    async def hold(connection: Connection) -> None:
+        started.set()
+        try:
+            await echo(connection)
+        finally:
+            handler_ended.set()
+
+    server = await aiosock.serve(hold, sock=listening, codec=Lines())
+    address = server.addresses[0]
+    async with asyncio.timeout(10):
+        client = await aiosock.connect(address, codec=Lines())
+        await started.wait()
+        listening.shutdown(socket.SHUT_RDWR)
+        with pytest.raises(OSError, match="Invalid argument") as failure:
+            await server.serve_forever()
+        assert failure.value.errno == errno.EINVAL
+        assert server.state is aiosock.ServerState.FAILED
+        assert not server.is_serving()
+        assert f"accept on {address} failed" in caplog.text
+        # The connection accepted before goes on.
+        await client.send(b"still here")
+        assert await client.receive() == b"still here"
+        await server.aclose(grace=0.01)
+        await server.aclose()  # and again: idempotent
+        assert state_of(server) is aiosock.ServerState.CLOSED
+        assert handler_ended.is_set()
+        assert server.connections == 0
+        with pytest.raises((aiosock.EndOfStream, aiosock.BrokenResourceError)):
+            await client.receive()
+        await client.aclose()
+
+
+def state_of(server: aiosock.Server) -> aiosock.ServerState:
+    # Read anew: mypy would keep the state narrowed across an await.
+    return server.state
+
+
+async def test_the_state_follows_the_connection_limit_and_closing() -> None:
+    release = asyncio.Event()
+
+    async def hold(connection: Connection) -> None:
+        await connection.send(b"in")
+        await release.wait()
+
+    limits = aiosock.Limits(max_connections=1)
+    server = await aiosock.serve(
+        hold, "tcp://127.0.0.1:0", codec=Lines(), limits=limits
+    )
+    assert server.state is aiosock.ServerState.PAUSED  # until its task starts
+    assert server.is_serving()
+    async with asyncio.timeout(10):
+        first = await aiosock.connect(server.addresses[0], codec=Lines())
+        assert await first.receive() == b"in"
+        assert await turns_until(lambda: server.state is aiosock.ServerState.PAUSED)
+        assert server.is_serving()
+        assert repr(server) == f"<Server {server.addresses[0]} paused, 1 connections>"
+        release.set()  # the handler returns: its connection closes
+        assert await turns_until(lambda: server.state is aiosock.ServerState.SERVING)
+        await first.aclose()
+        closing = asyncio.create_task(server.aclose())
+        assert await turns_until(lambda: server.state is aiosock.ServerState.CLOSING)
+        assert not server.is_serving()
+        await closing
+    assert state_of(server) is aiosock.ServerState.CLOSED
+    assert repr(server).endswith("closed, 0 connections>")
+
+
+async def test_a_server_cannot_move_where_its_table_does_not_lead() -> None:
+    server = await aiosock.serve(echo, "tcp://127.0.0.1:0")
+    await server.aclose()
+    with pytest.raises(RuntimeError, match="cannot go from closed to serving"):
+        server._move(aiosock.ServerState.SERVING)
+
+
+@pytest.mark.parametrize(
+    ("name", "goes_on"),
+    [
+        ("ECONNABORTED", True),
+        ("ENETUNREACH", True),
+        ("EHOSTUNREACH", True),
+        ("EPERM", True),
+        ("ETIMEDOUT", True),
+        ("EINVAL", False),
+        ("EBADF", False),
+        ("EMFILE", False),  # backs off instead
+    ],
+)
+def test_accept_errors_of_a_connection_that_died_early_are_passed_over(
+    name: str, goes_on: bool
+) -> None:
+    from aiosock.aio.server import _DEAD_ON_ARRIVAL
+
+    assert (getattr(errno, name) in _DEAD_ON_ARRIVAL) is goes_on

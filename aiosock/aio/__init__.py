@@ -10,7 +10,7 @@ from aiosock.aio.datagram import (
 from aiosock.aio.endpoint import Endpoint, connect_datagram, open_datagram
 from aiosock.aio.loops import loop_factory, run
 from aiosock.aio.protocol import Protocol, Transport
-from aiosock.aio.server import Server, create_server, serve
+from aiosock.aio.server import Server, ServerState, create_server, serve
 
 __all__ = [
     "Connection",
@@ -19,6 +19,7 @@ __all__ = [
     "Endpoint",
     "Protocol",
     "Server",
+    "ServerState",
     "Transport",
     "connect",
     "connect_datagram",

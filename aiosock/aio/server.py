@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import errno
 import logging
 import socket
@@ -27,7 +28,14 @@ from aiosock.core.codecs import Codec, Raw
 from aiosock.core.errors import BrokenResourceError, RemoteProtocolError
 from aiosock.core.limits import Limits
 
-__all__ = ["DEFAULT_GRACE", "Handler", "Server", "create_server", "serve"]
+__all__ = [
+    "DEFAULT_GRACE",
+    "Handler",
+    "Server",
+    "ServerState",
+    "create_server",
+    "serve",
+]
 
 logger = logging.getLogger("aiosock")
 
@@ -46,11 +54,69 @@ _BACKOFF_FIRST, _BACKOFF_MAX = 0.01, 1.0
 # Connections accepted per wake-up at most, so that a flood of them does
 # not keep the loop from serving the ones already open.
 _ACCEPT_BATCH = 64
-# The connection died before it was accepted (Linux reports its error
-# from accept): nothing to do but go on.
+# The connection died before it was accepted: nothing to do but go on.
+# Linux reports a connection's pending network error from accept() itself;
+# accept(2) names ENETDOWN, EPROTO, ENOPROTOOPT, EHOSTDOWN, ENONET,
+# EHOSTUNREACH, EOPNOTSUPP and ENETUNREACH for TCP and says to retry as
+# for EAGAIN. To those: EPERM (a firewall refused it), ECONNABORTED and
+# ECONNRESET (the peer reset it first), ETIMEDOUT, and the rarer protocol
+# errors, as in the survey in Trio's _highlevel_socket.py. EOPNOTSUPP can
+# also mean a socket that cannot accept, but a Listener is checked to be a
+# listening stream socket before it gets here.
 _DEAD_ON_ARRIVAL = frozenset(
-    {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ECONNRESET, errno.ETIMEDOUT}
+    getattr(errno, name)
+    for name in (
+        "ENETDOWN",
+        "EPROTO",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+        "EPERM",
+        "ECONNABORTED",
+        "ECONNRESET",
+        "ETIMEDOUT",
+        "ENOSR",
+        "ESOCKTNOSUPPORT",
+        "EPROTONOSUPPORT",
+    )
+    if hasattr(errno, name)  # not every platform has every one
 )
+
+
+class ServerState(enum.Enum):
+    """Where a :class:`Server` is in its life; ``Server.state`` tells."""
+
+    #: Accepting connections.
+    SERVING = "serving"
+    #: At ``limits.max_connections``: accepting again when one closes.
+    PAUSED = "paused"
+    #: Out of descriptors or memory: accepting again after a delay.
+    BACKING_OFF = "backing off"
+    #: A listening socket broke: nothing is accepted any more, the open
+    #: connections go on until ``aclose()``.
+    FAILED = "failed"
+    #: ``aclose()`` began: nothing is accepted, connections are finishing.
+    CLOSING = "closing"
+    #: Every connection is gone and so is the server's task.
+    CLOSED = "closed"
+
+
+_S = ServerState
+# Every move a server can make. One method, Server._move, makes them all
+# and raises on any other, so an impossible transition shows at once.
+_MOVES: dict[ServerState, frozenset[ServerState]] = {
+    _S.SERVING: frozenset({_S.PAUSED, _S.BACKING_OFF, _S.FAILED, _S.CLOSING}),
+    _S.PAUSED: frozenset({_S.SERVING, _S.CLOSING}),
+    _S.BACKING_OFF: frozenset({_S.SERVING, _S.PAUSED, _S.CLOSING}),
+    _S.FAILED: frozenset({_S.CLOSING}),
+    _S.CLOSING: frozenset({_S.CLOSED}),
+    _S.CLOSED: frozenset(),
+}
+# The states in which the listening sockets are open.
+_LISTENING = frozenset({_S.SERVING, _S.PAUSED, _S.BACKING_OFF})
 
 
 class Server:
@@ -80,18 +146,23 @@ class Server:
         self._adapter = adapter_for(codec, limits, self._loop)
         self._adapters: set[StreamAdapter] = set()
         self._tasks: set[asyncio.Task[None]] = set()  # one per connection
-        self._accepting = False
         self._backoff = _BACKOFF_FIRST
-        self._retry: asyncio.TimerHandle | None = None
+        self._retry: asyncio.TimerHandle | None = None  # while BACKING_OFF
         self._idle = asyncio.Event()  # set while no connection is open
         self._idle.set()
-        self._closing = False
         # Resolved when accepting stops for good: by aclose(), or with the
-        # error that broke a listener.
+        # error that broke a listener (FAILED).
         self._stopped: asyncio.Future[None] = self._loop.create_future()
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._group = asyncio.TaskGroup()
+        # Paused until _run() has entered the TaskGroup that handlers need.
+        self._state = _S.PAUSED
         self._main = asyncio.create_task(self._run(), name="aiosock server")
+
+    @property
+    def state(self) -> ServerState:
+        """Accepting, paused, backing off, failed, closing or closed."""
+        return self._state
 
     @property
     def addresses(self) -> list[Address]:
@@ -105,12 +176,19 @@ class Server:
 
     def is_serving(self) -> bool:
         """Whether the listening sockets are open (until aclose() or a failure)."""
-        return not self._stopped.done()
+        return self._state in _LISTENING
+
+    def __repr__(self) -> str:
+        addresses = ", ".join(map(str, self.addresses))
+        return (
+            f"<Server {addresses} {self._state.value}, {self.connections} connections>"
+        )
 
     async def serve_forever(self) -> None:
         """Serve until cancelled (then close with the default grace) or closed.
 
-        Raises the ``OSError`` that broke a listening socket, if one did.
+        Raises the ``OSError`` that broke a listening socket, if one did;
+        the server is then FAILED and still needs :meth:`aclose`.
         """
         try:
             await asyncio.shield(self._stopped)
@@ -124,11 +202,14 @@ class Server:
         Accepting stops before the first await: a client connecting after
         ``aclose()`` was called is refused. Idempotent: a later call waits
         for the first to finish. If cancelled, it skips the rest of the
-        grace period and aborts at once.
+        grace period and aborts at once. Also closes a FAILED server.
         """
-        if not self._closing:
-            self._closing = True
-            self._stop_accepting(None)
+        if self._state not in (_S.CLOSING, _S.CLOSED):
+            if self._state is _S.FAILED:
+                # Logged when it happened; serve_forever() raises it to
+                # whoever waits there. Closing must not log it once more.
+                self._stopped.exception()
+            self._move(_S.CLOSING)
             try:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(grace):
@@ -153,6 +234,38 @@ class Server:
     ) -> None:
         await self.aclose()
 
+    # ------------------------------------------------------------ the state
+
+    def _move(self, new: ServerState, failure: OSError | None = None) -> None:
+        """Go to ``new``, doing what leaving the old state and entering it needs.
+
+        The listening sockets are watched exactly while SERVING, and a retry
+        is pending exactly while BACKING_OFF.
+        """
+        old = self._state
+        if new not in _MOVES[old]:
+            raise RuntimeError(f"a server cannot go from {old.value} to {new.value}")
+        self._state = new
+        if old is _S.SERVING:
+            for listener in self._listeners:
+                self._loop.remove_reader(listener.sock.fileno())
+        elif old is _S.BACKING_OFF and self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if new is _S.SERVING:
+            for listener in self._listeners:
+                self._loop.add_reader(listener.sock.fileno(), self._accept, listener)
+        elif new is _S.BACKING_OFF:
+            self._retry = self._loop.call_later(self._backoff, self._retry_accepting)
+            self._backoff = min(2 * self._backoff, _BACKOFF_MAX)
+        elif new is _S.FAILED or (new is _S.CLOSING and old is not _S.FAILED):
+            for listener in self._listeners:
+                listener.close()
+            if failure is not None:
+                self._stopped.set_exception(failure)
+            else:
+                self._stopped.set_result(None)
+
     # ------------------------------------------------------------ accepting
     #
     # Readiness callbacks rather than a task awaiting sock_accept(): one
@@ -162,32 +275,10 @@ class Server:
 
     async def _run(self) -> None:
         async with self._group:
-            self._resume_accepting()
+            if self._state is _S.PAUSED:  # not closed before it could start
+                self._move(_S.SERVING)
             await self._closed
-
-    def _resume_accepting(self) -> None:
-        if self._accepting or self._stopped.done() or self._retry is not None:
-            return
-        self._accepting = True
-        for listener in self._listeners:
-            self._loop.add_reader(listener.sock.fileno(), self._accept, listener)
-
-    def _pause_accepting(self) -> None:
-        if self._accepting:
-            self._accepting = False
-            for listener in self._listeners:
-                self._loop.remove_reader(listener.sock.fileno())
-
-    def _stop_accepting(self, failure: OSError | None) -> None:
-        self._pause_accepting()
-        if self._retry is not None:
-            self._retry.cancel()
-        for listener in self._listeners:
-            listener.close()
-        if failure is None:
-            self._stopped.set_result(None)
-        else:
-            self._stopped.set_exception(failure)
+        self._move(_S.CLOSED)
 
     def _full(self) -> bool:
         maximum = self._limits.max_connections
@@ -196,7 +287,7 @@ class Server:
     def _accept(self, listener: Listener) -> None:
         for _ in range(_ACCEPT_BATCH):
             if self._full():
-                self._pause_accepting()
+                self._move(_S.PAUSED)
                 return
             try:
                 sock, _ = listener.sock.accept()
@@ -206,28 +297,23 @@ class Server:
                 if exc.errno in _DEAD_ON_ARRIVAL:
                     continue
                 if exc.errno in _RESOURCE_ERRNOS:
-                    self._back_off(listener, exc)
+                    logger.warning(
+                        "accept on %s failed (%s); retrying in %.2f s",
+                        listener.address,
+                        exc,
+                        self._backoff,
+                    )
+                    self._move(_S.BACKING_OFF)
                 else:
                     logger.error("accept on %s failed: %s", listener.address, exc)
-                    self._stop_accepting(exc)
+                    self._move(_S.FAILED, exc)
                 return
             self._backoff = _BACKOFF_FIRST
             self._admit(sock)
 
-    def _back_off(self, listener: Listener, exc: OSError) -> None:
-        logger.warning(
-            "accept on %s failed (%s); retrying in %.2f s",
-            listener.address,
-            exc,
-            self._backoff,
-        )
-        self._pause_accepting()
-        self._retry = self._loop.call_later(self._backoff, self._retry_accepting)
-        self._backoff = min(2 * self._backoff, _BACKOFF_MAX)
-
     def _retry_accepting(self) -> None:
         self._retry = None
-        self._resume_accepting()
+        self._move(_S.PAUSED if self._full() else _S.SERVING)
 
     def _admit(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -248,8 +334,8 @@ class Server:
         self._adapters.discard(adapter)
         if not self._adapters:
             self._idle.set()
-        if not self._full():
-            self._resume_accepting()
+        if self._state is _S.PAUSED and not self._full():
+            self._move(_S.SERVING)
 
     async def _serve_one(
         self, sock: socket.socket, adapter: StreamAdapter, protocol: Protocol
