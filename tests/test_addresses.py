@@ -19,6 +19,7 @@ from aiosock.core.addresses import (
     UnixAddress,
     UnixDatagramAddress,
     from_sockaddr,
+    is_ip_literal,
     parse_address,
 )
 
@@ -195,9 +196,25 @@ def test_constructors_validate_like_the_parser() -> None:
         FdAddress(fd=-2)
 
 
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("fe80::1%2", True),
+        ("localhost", False),
+        ("256.0.0.1", False),
+        ("", False),
+    ],
+)
+def test_is_ip_literal_tells_addresses_from_names(host: str, expected: bool) -> None:
+    assert is_ip_literal(host) is expected
+
+
 def test_ports_and_descriptors_are_bounded_inclusively() -> None:
     assert TCPAddress(host="", port=0).port == 0
     assert UDPAddress(host="", port=65535).port == 65535
+    assert parse_address("udp://[::1]:65535") == UDPAddress(host="::1", port=65535)
     with pytest.raises(ValueError, match=r"^port 65536 is outside 0\.\.65535$"):
         UDPAddress(host="", port=65536)
     assert FdAddress(fd=0).fd == 0

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
@@ -242,6 +243,27 @@ def test_encode_gives_the_same_bytes_for_any_buffer_type(
         assert flat(encoded) == flat(codec.encode(message))
 
 
+@pytest.mark.parametrize("buffer", [bytearray, memoryview])
+@pytest.mark.parametrize(
+    ("codec", "message"),
+    [
+        (Raw(), b"ab"),
+        (LengthPrefixed(), b"ab"),
+        (Lines(), b"ab"),
+        (Lines(delimiter=b"\r\n", keep_delimiter=True), b"ab\r\n"),
+    ],
+)
+def test_a_buffer_of_any_type_encodes_and_decodes_as_bytes(
+    codec: Codec, message: bytes, buffer: type[bytearray] | type[memoryview]
+) -> None:
+    encoded = codec.encode(buffer(message))
+    assert type(encoded) is bytes
+    assert encoded == codec.encode(message)
+    decoded = codec.decoder().feed(buffer(encoded))
+    assert decoded == [message]
+    assert type(decoded[0]) is bytes
+
+
 # ------------------------------------------------------- LengthPrefixed
 
 
@@ -254,6 +276,20 @@ def test_length_header_layout(
     header = (3).to_bytes(header_size, byteorder)
     assert flat(codec.encode(b"abc")) == header + b"abc"
     assert flat(codec.encode(b"")) == bytes(header_size)
+
+
+@pytest.mark.parametrize("header_size", HEADER_SIZES)
+def test_frames_come_out_whole_wherever_the_stream_is_cut(
+    header_size: Literal[1, 2, 4, 8],
+) -> None:
+    # Every way to cut the stream in three, so that a cut falls in every
+    # header and payload, next to empty, short and max_size frames.
+    codec = LengthPrefixed(header_size=header_size, max_size=9)
+    messages = [b"", b"a", b"", b"bcd", b"e" * 9, b""]
+    data = wire(codec, messages)
+    for first, second in itertools.combinations(range(len(data) + 1), 2):
+        chunks = [data[:first], data[first:second], data[second:]]
+        assert decode(codec, chunks) == messages, chunks
 
 
 def test_default_max_size_fits_the_header() -> None:
@@ -500,10 +536,18 @@ def test_delimited_decoding_is_bytes_split_whatever_the_chunking(
         (b"aaa", b"xaa", b"aab", b"x", b"ab"),
     ],
 )
+@pytest.mark.parametrize("keep", [False, True])
 def test_a_delimiter_across_two_chunks_ends_the_message_where_it_starts(
-    delimiter: bytes, first: bytes, second: bytes, message: bytes, left: bytes
+    delimiter: bytes,
+    first: bytes,
+    second: bytes,
+    message: bytes,
+    left: bytes,
+    keep: bool,
 ) -> None:
-    decoder = Delimited(delimiter=delimiter).decoder()
+    decoder = Delimited(delimiter=delimiter, keep_delimiter=keep).decoder()
+    if keep:
+        message += delimiter
     assert decoder.feed(first) == []
     assert decoder.feed(second) == [message]
     with pytest.raises(IncompleteFrame) as info:
@@ -552,16 +596,34 @@ def test_encode_accepts_a_message_of_max_length_and_an_empty_kept_one() -> None:
     assert kept.encode(b"\n") == b"\n"
 
 
-def test_encode_errors_name_the_delimiter_and_where_it_is() -> None:
+@pytest.mark.parametrize(
+    ("delimiter", "message", "at"),
+    [
+        (b"\r\n", b"\r\nx", 0),
+        (b"\r\n", b"a\r\nb", 1),
+        # The message's tail and the delimiter after it hold a delimiter
+        # that starts inside the message: the peer would cut there.
+        (b"aa", b"xa", 1),
+        (b"aba", b"ab", 0),
+        (b"abab", b"zab", 1),
+    ],
+)
+def test_encode_refuses_a_message_holding_the_delimiter_and_says_where(
+    delimiter: bytes, message: bytes, at: int
+) -> None:
+    with pytest.raises(LocalProtocolError) as info:
+        Delimited(delimiter=delimiter).encode(message)
+    assert str(info.value) == (
+        f"message contains the delimiter {delimiter!r} at byte {at}"
+    )
+
+
+def test_encode_with_keep_delimiter_says_where_the_delimiter_must_be() -> None:
     with pytest.raises(LocalProtocolError) as info:
         Lines(keep_delimiter=True).encode(b"a\nb")
     assert str(info.value) == (
         "message must end with the delimiter b'\\n' and contain it nowhere else"
     )
-    # b"zab" + b"abab" holds b"abab" from byte 1: the peer would cut there.
-    with pytest.raises(LocalProtocolError) as info:
-        Delimited(delimiter=b"abab").encode(b"zab")
-    assert str(info.value) == "message contains the delimiter b'abab' at byte 1"
 
 
 # ------------------------------------------------------------------ Raw

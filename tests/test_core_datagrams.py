@@ -14,11 +14,16 @@ from aiosock.core.addresses import (
 )
 from aiosock.core.codecs import LengthPrefixed, Lines, Raw
 from aiosock.core.datagrams import (
+    MAX_UDP4_PAYLOAD,
+    MAX_UDP6_PAYLOAD,
     DatagramError,
     DatagramQueue,
     DatagramStats,
+    DatagramTooLarge,
     DatagramTruncated,
     decode_datagram,
+    encode_datagram,
+    max_payload,
     sockaddr_for,
 )
 from aiosock.core.errors import FrameTooLarge, IncompleteFrame, RemoteProtocolError
@@ -39,6 +44,38 @@ def test_a_truncated_datagram_says_how_much_of_it_fitted() -> None:
     assert (error.address, error.size, error.partial) == (PEER, 3000, b"x" * 2048)
     assert isinstance(error, DatagramError)
     assert isinstance(error, RemoteProtocolError)
+
+
+def test_a_datagram_too_large_to_send_says_by_how_much() -> None:
+    error = DatagramTooLarge(size=70_000, limit=MAX_UDP4_PAYLOAD)
+    assert str(error) == "datagram of 70000 bytes is larger than 65507 bytes"
+    assert (error.size, error.limit) == (70_000, MAX_UDP4_PAYLOAD)
+    assert isinstance(error, ValueError)  # the caller's mistake
+
+
+@pytest.mark.parametrize(
+    ("address", "max_frame_size", "expected"),
+    [
+        (UDPAddress(host="192.0.2.7", port=53), 2**20, MAX_UDP4_PAYLOAD),
+        (UDPAddress(host="2001:db8::7", port=53), 2**20, MAX_UDP6_PAYLOAD),
+        (UDPAddress(host="192.0.2.7", port=53), 1000, 1000),
+        (UDPAddress(host="2001:db8::7", port=53), 1000, 1000),
+        (UnixDatagramAddress(path="/run/log"), 2**20, 2**20),
+        (None, 1000, 1000),
+    ],
+)
+def test_max_payload_is_udps_own_limit_or_the_configured_one(
+    address: UDPAddress | UnixDatagramAddress | None,
+    max_frame_size: int,
+    expected: int,
+) -> None:
+    assert max_payload(address, max_frame_size) == expected
+
+
+def test_encode_datagram_frames_with_the_codec_or_sends_as_is() -> None:
+    message = bytearray(b"hello")
+    assert encode_datagram(None, message) is message
+    assert encode_datagram(Lines(), message) == b"hello\n"
 
 
 # ------------------------------------------------------- decode_datagram
@@ -121,17 +158,17 @@ def test_a_queue_holds_at_least_one_item() -> None:
 def test_a_full_queue_drops_the_newest_and_says_so() -> None:
     stats = DatagramStats()
     queue: DatagramQueue[str] = DatagramQueue(2, OverflowPolicy.DROP_NEWEST, stats)
-    assert [queue.push(item) for item in "abc"] == [True, True, False]
-    assert stats.dropped == 1
+    assert [queue.push(item) for item in "abcd"] == [True, True, False, False]
+    assert stats.dropped == 2
     assert [queue.pop(), queue.pop()] == ["a", "b"]
 
 
 def test_a_full_queue_drops_the_oldest_to_take_the_newest() -> None:
     stats = DatagramStats()
     queue: DatagramQueue[str] = DatagramQueue(2, OverflowPolicy.DROP_OLDEST, stats)
-    assert [queue.push(item) for item in "abc"] == [True, True, True]
-    assert stats.dropped == 1
-    assert [queue.pop(), queue.pop()] == ["b", "c"]
+    assert [queue.push(item) for item in "abcd"] == [True, True, True, True]
+    assert stats.dropped == 2
+    assert [queue.pop(), queue.pop()] == ["c", "d"]
 
 
 def test_clear_adds_what_it_gives_up_to_the_count() -> None:
@@ -139,6 +176,8 @@ def test_clear_adds_what_it_gives_up_to_the_count() -> None:
     queue: DatagramQueue[str] = DatagramQueue(4, OverflowPolicy.DROP_NEWEST, stats)
     queue.push("a")
     queue.push("b")
+    assert queue
+    assert len(queue) == 2
     queue.clear()
     assert stats.dropped == 7
     assert len(queue) == 0
