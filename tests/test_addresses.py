@@ -19,6 +19,7 @@ from aiosock.core.addresses import (
     UnixAddress,
     UnixDatagramAddress,
     from_sockaddr,
+    is_ip_literal,
     parse_address,
 )
 
@@ -94,8 +95,11 @@ def test_ip_literals_and_ports_are_canonicalised(text: str, canonical: str) -> N
         ("127.0.0.1:80", "has no scheme"),
         (":80", "has no scheme"),
         ("localhost:8080", "has no scheme"),
+        ("localhost", "has no scheme"),
+        ("[::1]:8000", "has no scheme"),
         ("http://host:80", "unknown scheme 'http'"),
         ("tcp:127.0.0.1:80", "expected 'tcp://'"),
+        ("tcp:8000", "expected 'tcp://'"),
         ("tcp://127.0.0.1", "missing port"),
         ("tcp://127.0.0.1:", "missing port"),
         ("tcp://[::1]", "missing port after the IPv6 literal"),
@@ -108,14 +112,19 @@ def test_ip_literals_and_ports_are_canonicalised(text: str, canonical: str) -> N
         ("tcp://::1:80", "IPv6 literal '::1' must be written in brackets"),
         ("udp://fe80::1:53", "must be written in brackets"),
         ("tcp://[::1:80", "never closed"),
+        ("tcp://[::1]:80]", "port '80]' is not a number"),
         ("tcp://[127.0.0.1]:80", "not an IPv6 address"),
         ("tcp://[host]:80", "not an IPv6 address"),
         ("tcp://256.0.0.1:80", "neither an IP address nor a host name"),
         ("tcp://bad_name:80", "neither an IP address nor a host name"),
+        ("tcp://10.0.0.1.:80", "neither an IP address nor a host name"),
+        ("tcp://host.123.:80", "neither an IP address nor a host name"),
         ("tcp://host:80/path", "unexpected path"),
         ("tcp://host:80?x=1", "unexpected path"),
+        ("tcp://host:80#top", "unexpected path"),
         ("unix://relative.sock", "is relative"),
         ("unix:relative.sock", "expected 'unix:///absolute/path'"),
+        ("unix:8000", "expected 'unix:///absolute/path'"),
         ("unix://", "empty unix path"),
         ("unix:@", "empty abstract name"),
         ("unixgram:@", "empty abstract name"),
@@ -136,13 +145,45 @@ def test_bad_addresses_say_what_is_wrong(text: str, message: str) -> None:
     assert repr(text) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("tcp://host:80/x", "unexpected path, query or fragment after the port"),
+        ("tcp://[::1:80", "'[' of an IPv6 literal is never closed"),
+        ("tcp://[::1]80", "missing port after the IPv6 literal"),
+        ("tcp://host", "missing port (expected HOST:PORT)"),
+        (
+            "unix:///" + "x" * MAX_UNIX_PATH,
+            "unix path is 108 bytes, longer than the 107 bytes "
+            "a Unix socket address holds",
+        ),
+        (
+            "unixgram:@" + "x" * 200,
+            "abstract name is 200 bytes, longer than the 107 bytes "
+            "a Unix socket address holds",
+        ),
+    ],
+)
+def test_bad_address_messages_in_full(text: str, reason: str) -> None:
+    with pytest.raises(ValueError, match="bad address") as info:
+        parse_address(text)
+    assert str(info.value) == f"bad address {text!r}: {reason}"
+
+
+@pytest.mark.parametrize(
+    "text", ["tcp://node.1X:80", "tcp://node.1X.:80", "udp://3com.example:53"]
+)
+def test_host_names_may_have_digits_in_their_last_label(text: str) -> None:
+    assert str(parse_address(text)) == text
+
+
 def test_longest_unix_path_is_accepted() -> None:
     path = "/" + "x" * (MAX_UNIX_PATH - 1)
     assert parse_address("unix://" + path) == UnixAddress(path=path)
 
 
 def test_non_string_is_a_type_error() -> None:
-    with pytest.raises(TypeError, match="must be a str"):
+    with pytest.raises(TypeError, match=r"^address must be a str, not bytes$"):
         parse_address(b"tcp://127.0.0.1:80")  # type: ignore[arg-type]
 
 
@@ -153,6 +194,33 @@ def test_constructors_validate_like_the_parser() -> None:
         UnixAddress(path="rel")
     with pytest.raises(ValueError, match="negative"):
         FdAddress(fd=-2)
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("fe80::1%2", True),
+        ("localhost", False),
+        ("256.0.0.1", False),
+        ("", False),
+    ],
+)
+def test_is_ip_literal_tells_addresses_from_names(host: str, expected: bool) -> None:
+    assert is_ip_literal(host) is expected
+
+
+def test_ports_and_descriptors_are_bounded_inclusively() -> None:
+    assert TCPAddress(host="", port=0).port == 0
+    assert UDPAddress(host="", port=65535).port == 65535
+    assert parse_address("udp://[::1]:65535") == UDPAddress(host="::1", port=65535)
+    with pytest.raises(ValueError, match=r"^port 65536 is outside 0\.\.65535$"):
+        UDPAddress(host="", port=65536)
+    assert FdAddress(fd=0).fd == 0
+    assert parse_address("fd://0") == FdAddress(fd=0)
+    with pytest.raises(ValueError, match=r"^fd -1 is negative$"):
+        FdAddress(fd=-1)
 
 
 def test_addresses_are_frozen_and_hashable() -> None:
@@ -243,3 +311,35 @@ def test_an_unnamed_unix_socket_has_no_address() -> None:
         assert from_sockaddr(sock.family, sock.type, sock.getsockname()) is None
     with pytest.raises(ValueError, match="no aiosock address"):
         from_sockaddr(socket.AF_PACKET, socket.SOCK_RAW, ("lo", 0))
+
+
+@pytest.mark.parametrize("host", ["fe80::1%eth0", "fe80::1"])
+def test_from_sockaddr_names_an_ipv6_scope_by_its_number(host: str) -> None:
+    # The kernel's scope id, not the interface name Python may add.
+    address = from_sockaddr(INET6, DGRAM, (host, 53, 0, 2))
+    assert address == UDPAddress(host="fe80::1%2", port=53)
+
+
+@pytest.mark.parametrize(
+    ("family", "sockaddr", "expected"),
+    [
+        (INET6, ("::1", 80, 0, 0), TCPAddress(host="::1", port=80)),
+        (INET6, ("::1", 80, 0), TCPAddress(host="::1", port=80)),
+        (INET6, ("::1", 80), TCPAddress(host="::1", port=80)),
+        (INET, ("127.0.0.1", 80), TCPAddress(host="127.0.0.1", port=80)),
+    ],
+)
+def test_from_sockaddr_without_a_scope_keeps_the_host(
+    family: AddressFamily, sockaddr: tuple[object, ...], expected: TCPAddress
+) -> None:
+    assert from_sockaddr(family, STREAM, sockaddr) == expected
+
+
+def test_from_sockaddr_keeps_unix_names_that_are_not_utf8() -> None:
+    # Linux names are bytes; undecodable ones survive the round trip.
+    abstract = from_sockaddr(UNIX, DGRAM, b"\0aiosock-\xff")
+    assert abstract == UnixDatagramAddress(path="aiosock-\udcff", abstract=True)
+    path = from_sockaddr(UNIX, STREAM, b"/tmp/\xfe.sock")
+    assert isinstance(path, UnixAddress)
+    assert path.path == "/tmp/\udcfe.sock"
+    assert path.path.encode("utf-8", "surrogateescape") == b"/tmp/\xfe.sock"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
@@ -215,6 +216,54 @@ def test_a_cut_off_frame_raises_incomplete_frame_with_its_bytes(
         decoder.eof()
 
 
+@pytest.mark.parametrize(
+    "codec", [Raw(), LengthPrefixed(), Lines()], ids=["raw", "length", "lines"]
+)
+def test_a_decoder_refuses_input_after_eof(codec: Codec) -> None:
+    decoder = codec.decoder()
+    decoder.eof()
+    ended = "decoder cannot take more data: the stream already ended"
+    with pytest.raises(LocalProtocolError) as info:
+        decoder.feed(b"x")
+    assert str(info.value) == ended
+    with pytest.raises(LocalProtocolError) as info:
+        decoder.eof()
+    assert str(info.value) == ended
+
+
+@given(codec_and_messages(), st.sampled_from([bytearray, memoryview]))
+def test_encode_gives_the_same_bytes_for_any_buffer_type(
+    case: tuple[Codec, list[bytes]], buffer: type[bytearray] | type[memoryview]
+) -> None:
+    codec, messages = case
+    for message in messages:
+        encoded = codec.encode(buffer(message))
+        # One buffer to write is always bytes; a list is a gather write.
+        assert type(encoded) is bytes or type(encoded) is list
+        assert flat(encoded) == flat(codec.encode(message))
+
+
+@pytest.mark.parametrize("buffer", [bytearray, memoryview])
+@pytest.mark.parametrize(
+    ("codec", "message"),
+    [
+        (Raw(), b"ab"),
+        (LengthPrefixed(), b"ab"),
+        (Lines(), b"ab"),
+        (Lines(delimiter=b"\r\n", keep_delimiter=True), b"ab\r\n"),
+    ],
+)
+def test_a_buffer_of_any_type_encodes_and_decodes_as_bytes(
+    codec: Codec, message: bytes, buffer: type[bytearray] | type[memoryview]
+) -> None:
+    encoded = codec.encode(buffer(message))
+    assert type(encoded) is bytes
+    assert encoded == codec.encode(message)
+    decoded = codec.decoder().feed(buffer(encoded))
+    assert decoded == [message]
+    assert type(decoded[0]) is bytes
+
+
 # ------------------------------------------------------- LengthPrefixed
 
 
@@ -229,6 +278,20 @@ def test_length_header_layout(
     assert flat(codec.encode(b"")) == bytes(header_size)
 
 
+@pytest.mark.parametrize("header_size", HEADER_SIZES)
+def test_frames_come_out_whole_wherever_the_stream_is_cut(
+    header_size: Literal[1, 2, 4, 8],
+) -> None:
+    # Every way to cut the stream in three, so that a cut falls in every
+    # header and payload, next to empty, short and max_size frames.
+    codec = LengthPrefixed(header_size=header_size, max_size=9)
+    messages = [b"", b"a", b"", b"bcd", b"e" * 9, b""]
+    data = wire(codec, messages)
+    for first, second in itertools.combinations(range(len(data) + 1), 2):
+        chunks = [data[:first], data[first:second], data[second:]]
+        assert decode(codec, chunks) == messages, chunks
+
+
 def test_default_max_size_fits_the_header() -> None:
     assert LengthPrefixed(header_size=1).max_size == 255
     assert LengthPrefixed(header_size=2).max_size == 65535
@@ -241,22 +304,25 @@ def test_default_max_size_fits_the_header() -> None:
         LengthPrefixed(max_size=0)
 
 
-def test_oversize_header_is_refused_before_its_payload_is_buffered() -> None:
+@pytest.mark.parametrize("before", [[], [b"ok"]], ids=["first", "after-a-frame"])
+def test_oversize_header_is_refused_before_its_payload_is_buffered(
+    before: list[bytes],
+) -> None:
     codec = LengthPrefixed(max_size=1000)
     decoder = codec.decoder()
-    good = flat(codec.encode(b"ok"))
     with pytest.raises(FrameTooLarge) as info:
-        decoder.feed(good + (1001).to_bytes(4, "big") + b"x" * 500)
+        decoder.feed(wire(codec, before) + (1001).to_bytes(4, "big") + b"x" * 500)
     assert (info.value.size, info.value.limit) == (1001, 1000)
-    assert info.value.messages == [b"ok"]  # nothing valid is lost
+    assert info.value.messages == before  # nothing valid is lost
     assert decoder.buffered == 0
 
 
 def test_oversize_header_split_across_chunks_is_refused_at_once() -> None:
     decoder = LengthPrefixed(max_size=1000).decoder()
     assert decoder.feed(b"\x00\x00") == []
-    with pytest.raises(FrameTooLarge):
+    with pytest.raises(FrameTooLarge) as info:
         decoder.feed(b"\xff\xff")
+    assert (info.value.size, info.value.limit) == (0xFFFF, 1000)
     assert decoder.buffered <= 4
 
 
@@ -410,14 +476,154 @@ def test_eof_inside_a_line_carries_the_partial_line() -> None:
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("delimiter", [b"\n", b"\r\n"])
 def test_long_line_byte_by_byte_is_linear(delimiter: bytes) -> None:
-    # A decoder that re-scanned its buffer per chunk would do 2**39 byte
-    # comparisons here and run for minutes; a linear one takes a second.
-    size = 2**20
+    # A decoder that re-scanned or copied its buffer per chunk would move
+    # 2**41 bytes here and run for minutes; a linear one takes a second.
+    # (At 2**20, such a copy per chunk still finished in 40 s.)
+    size = 2**21
     decoder = Lines(delimiter=delimiter, max_length=size).decoder()
     feed = decoder.feed
     for _ in range(size):
         assert not feed(b"q")
     assert feed(delimiter) == [b"q" * size]
+
+
+@st.composite
+def delimited_stream(draw: st.DrawFn) -> tuple[Delimited, bytes]:
+    """A delimited codec and a stream rich in its delimiter and pieces of it."""
+    codec = draw(delimited())
+    d = codec.delimiter
+    piece = st.sampled_from([d, d[:1], d[1:], d[:-1], b"a", b"b", b"\r", b"x" * 9])
+    return codec, b"".join(draw(st.lists(piece, max_size=40)))
+
+
+@given(delimited_stream(), chunk_sizes)
+def test_delimited_decoding_is_bytes_split_whatever_the_chunking(
+    case: tuple[Delimited, bytes], sizes: list[int]
+) -> None:
+    codec, stream = case
+    delimiter, limit = codec.delimiter, codec.max_length
+    *parts, rest = stream.split(delimiter)
+    # Decoding stops at the first message longer than the limit, or at an
+    # unfinished one that cannot end within it.
+    stop = next((i for i, part in enumerate(parts) if len(part) > limit), None)
+    expected = [p + delimiter if codec.keep_delimiter else p for p in parts[:stop]]
+    decoder = codec.decoder()
+    got: list[bytes] = []
+    failure: FrameTooLarge | None = None
+    try:
+        for chunk in split(stream, sizes):
+            got += decoder.feed(chunk)
+    except FrameTooLarge as exc:
+        failure = exc
+    if failure is None:
+        assert stop is None
+        assert len(rest) < limit + len(delimiter)
+        assert decoder.buffered == len(rest)
+    else:
+        assert stop is not None or len(rest) >= limit + len(delimiter)
+        assert failure.limit == limit
+        assert failure.size > limit
+        got += failure.messages
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "first", "second", "message", "left"),
+    [
+        (b"\r\n", b"ab", b"c\r\nd", b"abc", b"d"),
+        (b"abc", b"xxa", b"bcy", b"xx", b"y"),
+        # b"aaa" matches twice in b"aa" + b"aa": the first match counts.
+        (b"aaa", b"xaa", b"aab", b"x", b"ab"),
+    ],
+)
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_delimiter_across_two_chunks_ends_the_message_where_it_starts(
+    delimiter: bytes,
+    first: bytes,
+    second: bytes,
+    message: bytes,
+    left: bytes,
+    keep: bool,
+) -> None:
+    decoder = Delimited(delimiter=delimiter, keep_delimiter=keep).decoder()
+    if keep:
+        message += delimiter
+    assert decoder.feed(first) == []
+    assert decoder.feed(second) == [message]
+    with pytest.raises(IncompleteFrame) as info:
+        decoder.eof()
+    assert info.value.partial == left
+
+
+@pytest.mark.parametrize("delimiter", [b"\n", b"\r\n", b"<END>"])
+def test_a_run_too_long_to_end_within_the_limit_is_refused_at_once(
+    delimiter: bytes,
+) -> None:
+    # limit + len(delimiter) - 1 bytes may still be a whole message plus
+    # the start of its delimiter; one byte more cannot be.
+    limit = 10
+    longest = b"z" * (limit + len(delimiter) - 1)
+    codec = Delimited(delimiter=delimiter, max_length=limit)
+    assert codec.decoder().feed(longest) == []
+    decoder = codec.decoder()
+    with pytest.raises(FrameTooLarge) as info:
+        decoder.feed(b"ok" + delimiter + longest + b"z")
+    assert info.value.size == limit + len(delimiter)
+    assert info.value.limit == limit
+    assert info.value.messages == [b"ok"]
+
+
+def test_a_message_whose_delimiter_arrives_in_two_chunks_is_checked() -> None:
+    decoder = Delimited(delimiter=b"<E>", max_length=3).decoder()
+    assert decoder.feed(b"abcd<") == []
+    with pytest.raises(FrameTooLarge) as info:
+        decoder.feed(b"E>")
+    assert (info.value.size, info.value.limit, info.value.messages) == (4, 3, [])
+
+
+def test_a_message_at_the_limit_before_an_oversize_one_is_kept() -> None:
+    decoder = Lines(max_length=3).decoder()
+    with pytest.raises(FrameTooLarge) as info:
+        decoder.feed(b"abc\ntoolong\n")
+    assert (info.value.size, info.value.limit) == (7, 3)
+    assert info.value.messages == [b"abc"]
+
+
+def test_encode_accepts_a_message_of_max_length_and_an_empty_kept_one() -> None:
+    assert Lines(max_length=3).encode(b"abc") == b"abc\n"
+    kept = Lines(max_length=3, keep_delimiter=True)
+    assert kept.encode(b"abc\n") == b"abc\n"
+    assert kept.encode(b"\n") == b"\n"
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "message", "at"),
+    [
+        (b"\r\n", b"\r\nx", 0),
+        (b"\r\n", b"a\r\nb", 1),
+        # The message's tail and the delimiter after it hold a delimiter
+        # that starts inside the message: the peer would cut there.
+        (b"aa", b"xa", 1),
+        (b"aba", b"ab", 0),
+        (b"abab", b"zab", 1),
+    ],
+)
+def test_encode_refuses_a_message_holding_the_delimiter_and_says_where(
+    delimiter: bytes, message: bytes, at: int
+) -> None:
+    with pytest.raises(LocalProtocolError) as info:
+        Delimited(delimiter=delimiter).encode(message)
+    assert str(info.value) == (
+        f"message contains the delimiter {delimiter!r} at byte {at}"
+    )
+
+
+def test_encode_with_keep_delimiter_says_where_the_delimiter_must_be() -> None:
+    with pytest.raises(LocalProtocolError) as info:
+        Lines(keep_delimiter=True).encode(b"a\nb")
+    assert str(info.value) == (
+        "message must end with the delimiter b'\\n' and contain it nowhere else"
+    )
 
 
 # ------------------------------------------------------------------ Raw

@@ -91,3 +91,24 @@ def test_os_errors_are_translated_by_who_is_at_fault(
     assert type(translated) is expected
     # A closed socket is this program's doing: its message blames no network.
     assert str(translated) == message
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        OSError(errno.EBADF, "Bad file descriptor"),
+        OSError(errno.ENOTSOCK, "Not a socket"),
+    ],
+)
+def test_a_closed_descriptor_reads_as_already_closed(exc: OSError) -> None:
+    assert str(translate_os_error(exc)) == "the socket was already closed"
+
+
+def test_a_broken_connection_names_its_reason_or_else_the_error_type() -> None:
+    reset = ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+    assert str(translate_os_error(reset)) == (
+        "the connection broke: Connection reset by peer"
+    )
+    assert str(translate_os_error(ConnectionResetError())) == (
+        "the connection broke: ConnectionResetError"
+    )

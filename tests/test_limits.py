@@ -77,3 +77,18 @@ def test_zero_water_marks_and_equal_marks_are_legal() -> None:
     # High water 0 means "wait for every byte to leave"; it is strict, not wrong.
     assert Limits(write_high_water=0, write_low_water=0).write_high_water == 0
     assert Limits(write_high_water=5, write_low_water=5).write_low_water == 5
+
+
+def test_the_smallest_legal_values_are_accepted() -> None:
+    limits = Limits(
+        max_frame_size=1,
+        read_size=1,
+        read_high_water=1,
+        max_connections=1,
+        datagram_queue=1,
+        idle_timeout=0.5,
+        read_timeout=0.5,
+        close_timeout=0.5,
+    )
+    assert (limits.max_frame_size, limits.datagram_queue) == (1, 1)
+    assert (limits.idle_timeout, limits.read_timeout) == (0.5, 0.5)
