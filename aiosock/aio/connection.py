@@ -150,7 +150,8 @@ class Connection(Protocol):
         Raises :class:`EndOfStream` once the peer has sent EOF and every
         message before it was received; the :class:`RemoteProtocolError`
         that ended the stream (an oversize frame, a cut-off one) after the
-        messages before it; :class:`BrokenResourceError` when the network
+        messages before it; each of these again on every later call, as
+        the blocking driver does; :class:`BrokenResourceError` when the network
         broke it; :class:`ClosedResourceError` after :meth:`aclose`; and
         :class:`TimeoutError` after ``limits.read_timeout`` (the connection
         stays usable). Cancellation loses no message.

@@ -383,7 +383,8 @@ class StreamAdapter(asyncio.Protocol):
     def _fail(self, exc: Exception) -> None:
         """The peer broke the framing, or went idle: close after what was valid."""
         if isinstance(exc, RemoteProtocolError):
-            for message in exc.messages:
+            messages, exc.messages = exc.messages, []  # delivered, not kept twice
+            for message in messages:
                 self._deliver(message)
         self._failure = exc
         self._closing = True

@@ -148,7 +148,6 @@ class Connection:
         "_decoder",
         "_ended",
         "_eof_sent",
-        "_fault_raised",
         "_local",
         "_messages",
         "_peer",
@@ -179,7 +178,6 @@ class Connection:
         self._eof_sent = False
         # A framing fault, raised once the messages before it are returned.
         self._receive_fault: RemoteProtocolError | None = None
-        self._fault_raised = False
         # What broke the whole connection: an OSError or a send timeout.
         self._broken: OSError | None = None
         # A connected socket's addresses never change: read them once, so
@@ -254,9 +252,10 @@ class Connection:
         :class:`IncompleteFrame`. When the peer breaks the framing (e.g.
         :class:`FrameTooLarge`), the messages decoded before the fault are
         returned first, one per call, then the error is raised, its
-        ``messages`` empty since they were returned. After either error,
-        every later receive raises :class:`BrokenResourceError` chained from
-        it; sending still works, e.g. to tell the peer what went wrong.
+        ``messages`` empty since they were returned. Every later receive
+        raises the same error again, as the async ``Connection`` does: the
+        peer stays the one at fault. Sending still works, e.g. to tell the
+        peer what went wrong.
         """
         self._check_open()
         messages = self._messages
@@ -270,10 +269,8 @@ class Connection:
             raise EndOfStream("the peer ended the stream")
         fault = self._receive_fault
         if fault is not None:
-            if not self._fault_raised:
-                self._fault_raised = True
-                raise fault
-            raise BrokenResourceError(f"the stream failed earlier: {fault}") from fault
+            # A fresh traceback each time, or it would grow with every call.
+            raise fault.with_traceback(None)
         self._check_unbroken()
 
     def _read(self) -> None:
