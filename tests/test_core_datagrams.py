@@ -16,17 +16,21 @@ from aiosock.core.codecs import LengthPrefixed, Lines, Raw
 from aiosock.core.datagrams import (
     MAX_UDP4_PAYLOAD,
     MAX_UDP6_PAYLOAD,
-    DatagramError,
     DatagramQueue,
     DatagramStats,
-    DatagramTooLarge,
-    DatagramTruncated,
     decode_datagram,
     encode_datagram,
     max_payload,
     sockaddr_for,
 )
-from aiosock.core.errors import FrameTooLarge, IncompleteFrame, RemoteProtocolError
+from aiosock.core.errors import (
+    DatagramError,
+    DatagramTooLarge,
+    DatagramTruncated,
+    FrameTooLarge,
+    IncompleteFrame,
+    RemoteProtocolError,
+)
 from aiosock.core.limits import OverflowPolicy
 
 INET, INET6, UNIX = AddressFamily.AF_INET, AddressFamily.AF_INET6, AddressFamily.AF_UNIX

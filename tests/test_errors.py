@@ -112,3 +112,38 @@ def test_a_broken_connection_names_its_reason_or_else_the_error_type() -> None:
     assert str(translate_os_error(ConnectionResetError())) == (
         "the connection broke: ConnectionResetError"
     )
+
+
+def test_every_error_aiosock_defines_derives_from_aiosock_error() -> None:
+    defined = [
+        value
+        for value in vars(errors).values()
+        if isinstance(value, type)
+        and issubclass(value, BaseException)
+        and value.__module__ == errors.__name__
+    ]
+    assert len(defined) >= 10
+    assert all(issubclass(cls, AiosockError) for cls in defined)
+    # Where a second base helps callers, it stays.
+    assert issubclass(errors.DatagramTooLarge, LocalProtocolError)
+    assert issubclass(errors.DatagramTooLarge, ValueError)
+    assert issubclass(errors.LoopUnavailable, RuntimeError)
+    assert issubclass(errors.DatagramTruncated, errors.DatagramError)
+    assert issubclass(errors.DatagramError, RemoteProtocolError)
+
+
+def test_no_module_of_aiosock_defines_an_error_of_its_own() -> None:
+    import importlib
+    import pkgutil
+
+    import aiosock
+
+    for info in pkgutil.walk_packages(aiosock.__path__, "aiosock."):
+        if info.name in (errors.__name__, "aiosock.__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if isinstance(value, type) and issubclass(value, BaseException):
+                assert value.__module__ in (errors.__name__, "builtins"), (
+                    f"{info.name}.{name} is an error outside core/errors.py"
+                )

@@ -33,13 +33,13 @@ from aiosock.core.codecs import Codec, LengthPrefixed, Lines, Raw
 from aiosock.core.datagrams import (
     MAX_UDP4_PAYLOAD,
     MAX_UDP6_PAYLOAD,
-    DatagramError,
-    DatagramTooLarge,
-    DatagramTruncated,
 )
 from aiosock.core.errors import (
     AiosockError,
     ClosedResourceError,
+    DatagramError,
+    DatagramTooLarge,
+    DatagramTruncated,
     FrameTooLarge,
     IncompleteFrame,
     LocalProtocolError,

@@ -55,15 +55,18 @@ from aiosock.core.addresses import (
 )
 from aiosock.core.codecs import Buffer, Codec
 from aiosock.core.datagrams import (
-    DatagramError,
     DatagramStats,
-    DatagramTooLarge,
-    DatagramTruncated,
     decode_datagram,
     max_payload,
     sockaddr_for,
 )
-from aiosock.core.errors import ClosedResourceError, translate_os_error
+from aiosock.core.errors import (
+    ClosedResourceError,
+    DatagramError,
+    DatagramTooLarge,
+    DatagramTruncated,
+    translate_os_error,
+)
 from aiosock.core.limits import Limits
 
 __all__ = [

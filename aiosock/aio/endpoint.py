@@ -33,12 +33,14 @@ from aiosock.core.addresses import (
 )
 from aiosock.core.codecs import Buffer, Codec
 from aiosock.core.datagrams import (
-    DatagramError,
     DatagramQueue,
     DatagramStats,
     Received,
 )
-from aiosock.core.errors import ClosedResourceError
+from aiosock.core.errors import (
+    ClosedResourceError,
+    DatagramError,
+)
 from aiosock.core.limits import Limits
 
 __all__ = ["Endpoint", "connect_datagram", "open_datagram"]

@@ -13,6 +13,8 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, TypeVar
 
+from aiosock.core.errors import LoopUnavailable
+
 __all__ = ["LoopName", "is_uvloop", "loop_factory", "run"]
 
 LoopName = Literal["auto", "asyncio", "uvloop"]
@@ -22,8 +24,8 @@ T = TypeVar("T")
 def loop_factory(loop: LoopName = "auto") -> Callable[[], asyncio.AbstractEventLoop]:
     """A callable that makes a new event loop of the kind asked for.
 
-    Raises :class:`RuntimeError` for ``"uvloop"`` when uvloop is not
-    installed, and :class:`ValueError` for an unknown name.
+    Raises :class:`LoopUnavailable` (a ``RuntimeError``) for ``"uvloop"``
+    when uvloop is not installed, and :class:`ValueError` for an unknown name.
     """
     if loop == "asyncio":
         return asyncio.new_event_loop
@@ -33,7 +35,7 @@ def loop_factory(loop: LoopName = "auto") -> Callable[[], asyncio.AbstractEventL
         import uvloop
     except ImportError:
         if loop == "uvloop":
-            raise RuntimeError(
+            raise LoopUnavailable(
                 "loop='uvloop' needs uvloop: pip install 'aiosock[uvloop]'"
             ) from None
         return asyncio.new_event_loop

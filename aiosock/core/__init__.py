@@ -26,19 +26,20 @@ from aiosock.core.codecs import (
     Raw,
 )
 from aiosock.core.datagrams import (
-    DatagramError,
     DatagramStats,
-    DatagramTooLarge,
-    DatagramTruncated,
 )
 from aiosock.core.errors import (
     AiosockError,
     BrokenResourceError,
     ClosedResourceError,
+    DatagramError,
+    DatagramTooLarge,
+    DatagramTruncated,
     EndOfStream,
     FrameTooLarge,
     IncompleteFrame,
     LocalProtocolError,
+    LoopUnavailable,
     RemoteProtocolError,
     translate_os_error,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "Limits",
     "Lines",
     "LocalProtocolError",
+    "LoopUnavailable",
     "OverflowPolicy",
     "Raw",
     "RemoteProtocolError",

@@ -24,17 +24,14 @@ from aiosock.core.addresses import (
     UnixDatagramAddress,
 )
 from aiosock.core.codecs import Buffer, Codec, Raw
-from aiosock.core.errors import RemoteProtocolError
+from aiosock.core.errors import DatagramError, RemoteProtocolError
 from aiosock.core.limits import OverflowPolicy
 
 __all__ = [
     "MAX_UDP4_PAYLOAD",
     "MAX_UDP6_PAYLOAD",
-    "DatagramError",
     "DatagramQueue",
     "DatagramStats",
-    "DatagramTooLarge",
-    "DatagramTruncated",
     "Received",
     "decode_datagram",
     "encode_datagram",
@@ -73,46 +70,6 @@ class DatagramStats:
     dropped: int = 0
     truncated: int = 0
     errors: int = 0
-
-
-class DatagramError(RemoteProtocolError):
-    """A datagram that cannot be delivered as a message; the endpoint goes on.
-
-    ``address`` is the sender's (None when unknown); ``size`` the datagram's
-    length as the kernel reported it.
-    """
-
-    def __init__(self, msg: str, *, address: Address | None, size: int) -> None:
-        super().__init__(msg)
-        self.address = address
-        self.size = size
-
-
-class DatagramTruncated(DatagramError):
-    """A datagram longer than the receive buffer: the kernel cut it.
-
-    ``partial`` holds the bytes that fitted, for diagnosis only: they are
-    not the message. ``size`` is the datagram's real length where the
-    kernel reports it (Linux does), else at least one more than the buffer.
-    """
-
-    def __init__(self, *, address: Address | None, size: int, partial: bytes) -> None:
-        super().__init__(
-            f"datagram of {size} bytes from {address} was cut to the "
-            f"{len(partial)}-byte receive buffer",
-            address=address,
-            size=size,
-        )
-        self.partial = partial
-
-
-class DatagramTooLarge(ValueError):
-    """A datagram to send is larger than the endpoint can send; nothing was sent."""
-
-    def __init__(self, *, size: int, limit: int) -> None:
-        super().__init__(f"datagram of {size} bytes is larger than {limit} bytes")
-        self.size = size
-        self.limit = limit
 
 
 def max_payload(address: Address | None, max_frame_size: int) -> int:

@@ -18,14 +18,20 @@ from __future__ import annotations
 
 import errno
 
+from aiosock.core.addresses import Address
+
 __all__ = [
     "AiosockError",
     "BrokenResourceError",
     "ClosedResourceError",
+    "DatagramError",
+    "DatagramTooLarge",
+    "DatagramTruncated",
     "EndOfStream",
     "FrameTooLarge",
     "IncompleteFrame",
     "LocalProtocolError",
+    "LoopUnavailable",
     "RemoteProtocolError",
     "translate_os_error",
 ]
@@ -90,8 +96,55 @@ class BrokenResourceError(AiosockError):
     """The peer or the network broke the resource; the cause is chained."""
 
 
+class LoopUnavailable(AiosockError, RuntimeError):
+    """The event loop asked for is not installed (``loop="uvloop"`` without it)."""
+
+
 class EndOfStream(AiosockError):
     """The peer ended the stream cleanly: there are no more messages."""
+
+
+class DatagramError(RemoteProtocolError):
+    """A datagram that cannot be delivered as a message; the endpoint goes on.
+
+    ``address`` is the sender's (None when unknown); ``size`` the datagram's
+    length as the kernel reported it.
+    """
+
+    def __init__(self, msg: str, *, address: Address | None, size: int) -> None:
+        super().__init__(msg)
+        self.address = address
+        self.size = size
+
+
+class DatagramTruncated(DatagramError):
+    """A datagram longer than the receive buffer: the kernel cut it.
+
+    ``partial`` holds the bytes that fitted, for diagnosis only: they are
+    not the message. ``size`` is the datagram's real length where the
+    kernel reports it (Linux does), else at least one more than the buffer.
+    """
+
+    def __init__(self, *, address: Address | None, size: int, partial: bytes) -> None:
+        super().__init__(
+            f"datagram of {size} bytes from {address} was cut to the "
+            f"{len(partial)}-byte receive buffer",
+            address=address,
+            size=size,
+        )
+        self.partial = partial
+
+
+class DatagramTooLarge(LocalProtocolError, ValueError):
+    """A datagram to send is larger than the endpoint can send; nothing was sent.
+
+    The caller's mistake; also a :class:`ValueError`, as a bad argument is.
+    """
+
+    def __init__(self, *, size: int, limit: int) -> None:
+        super().__init__(f"datagram of {size} bytes is larger than {limit} bytes")
+        self.size = size
+        self.limit = limit
 
 
 # What a socket call raises on a descriptor this program already closed.

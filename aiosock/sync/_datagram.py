@@ -29,17 +29,20 @@ from aiosock.core.addresses import (
 )
 from aiosock.core.codecs import Buffer, Codec
 from aiosock.core.datagrams import (
-    DatagramError,
     DatagramStats,
-    DatagramTooLarge,
-    DatagramTruncated,
     Received,
     decode_datagram,
     encode_datagram,
     max_payload,
     sockaddr_for,
 )
-from aiosock.core.errors import ClosedResourceError, translate_os_error
+from aiosock.core.errors import (
+    ClosedResourceError,
+    DatagramError,
+    DatagramTooLarge,
+    DatagramTruncated,
+    translate_os_error,
+)
 from aiosock.core.limits import Limits
 from aiosock.sync._stream import check_timeout
 

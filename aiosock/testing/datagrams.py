@@ -34,8 +34,10 @@ import attrs
 
 from aiosock.aio.endpoint import Endpoint
 from aiosock.core.addresses import Address, UDPAddress, UnixDatagramAddress
-from aiosock.core.datagrams import DatagramTooLarge
-from aiosock.core.errors import ClosedResourceError
+from aiosock.core.errors import (
+    ClosedResourceError,
+    DatagramTooLarge,
+)
 from aiosock.core.limits import Limits, OverflowPolicy
 from aiosock.testing.streams import CHECK_TIMEOUT, _expect, _soon, turns_until
 

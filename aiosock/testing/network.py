@@ -29,16 +29,18 @@ from aiosock.core.addresses import (
 )
 from aiosock.core.codecs import Buffer, Codec
 from aiosock.core.datagrams import (
-    DatagramError,
     DatagramStats,
-    DatagramTooLarge,
-    DatagramTruncated,
     Received,
     decode_datagram,
     encode_datagram,
     max_payload,
 )
-from aiosock.core.errors import ClosedResourceError
+from aiosock.core.errors import (
+    ClosedResourceError,
+    DatagramError,
+    DatagramTooLarge,
+    DatagramTruncated,
+)
 from aiosock.core.limits import Limits
 from aiosock.testing.datagrams import DatagramPair
 
