@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 import aiosock
 from aiosock import (
+    BrokenResourceError,
     ClosedResourceError,
+    Codec,
     FrameTooLarge,
     IncompleteFrame,
     LengthPrefixed,
@@ -27,6 +30,9 @@ from aiosock.aio.protocol import (
     StreamAdapter,
     adapter_for,
 )
+
+# What send() says once the connection is closed, but for send_eof().
+CLOSED = r"^the connection was closed$"
 
 
 class Recorder(Protocol):
@@ -73,6 +79,39 @@ async def echo_server() -> AsyncIterator[aiosock.Server]:
         yield server
 
 
+async def adopt(
+    sock: socket.socket, limits: Limits | None = None, *, codec: Codec | None = None
+) -> Recorder:
+    """A Recorder connected over ``sock``, which it takes over."""
+    _, recorder = await aiosock.create_connection(
+        Recorder, f"fd://{sock.detach()}", codec=codec, limits=limits
+    )
+    return recorder
+
+
+def connected(recorder: Recorder) -> Transport:
+    assert recorder.transport is not None, "connection_made() was not called"
+    return recorder.transport
+
+
+FILLER = bytes(64 * 1024)
+
+
+async def fill_write_buffer(transport: Transport) -> int:
+    """Send FILLER until bytes wait in the process, the kernel's buffers full.
+
+    Returns how many were sent. A turn of the loop after each: uvloop hands
+    writes to the kernel at the end of a turn, asyncio at once. The peer
+    must not be reading.
+    """
+    for count in range(1, 1001):  # 64 MiB at most: far past any socket buffer
+        transport.send(FILLER)
+        await asyncio.sleep(0)
+        if transport.get_write_buffer_size() > 0:
+            return count
+    raise AssertionError("the kernel took 64 MiB from a peer that does not read")
+
+
 async def test_messages_are_framed_both_ways(echo_server: aiosock.Server) -> None:
     transport, client = await aiosock.create_connection(
         Recorder, echo_server.addresses[0], codec=Lines()
@@ -96,7 +135,7 @@ async def test_send_after_close_raises(echo_server: aiosock.Server) -> None:
     )
     transport.close()
     transport.close()  # idempotent
-    with pytest.raises(ClosedResourceError):
+    with pytest.raises(ClosedResourceError, match=CLOSED):
         transport.send(b"late")
     await client.lost
     transport.abort()  # idempotent too, after the end
@@ -120,6 +159,50 @@ async def test_eof_closes_unless_the_protocol_keeps_it_open() -> None:
         assert await asyncio.get_running_loop().sock_recv(right, 100) == b"still here"
         keeper.transport.close()
         assert await keeper.lost is None
+
+
+async def test_eof_closes_a_protocol_that_does_not_keep_it_open() -> None:
+    left, right = socket.socketpair()
+    recorder = await adopt(left)
+    with right:
+        right.shutdown(socket.SHUT_WR)
+        async with asyncio.timeout(10):
+            assert await recorder.lost is None
+    assert recorder.events == ["made", "eof", "lost"]
+    with pytest.raises(ClosedResourceError, match=CLOSED):
+        connected(recorder).send(b"late")
+
+
+async def test_send_after_send_eof_says_why_it_cannot() -> None:
+    left, right = socket.socketpair()
+    recorder = await adopt(left)
+    transport = connected(recorder)
+    with right:
+        transport.send_eof()
+        transport.send_eof()  # idempotent
+        with pytest.raises(
+            ClosedResourceError, match=r"^cannot send after send_eof\(\)$"
+        ):
+            transport.send(b"late")
+        right.setblocking(False)
+        assert await asyncio.get_running_loop().sock_recv(right, 100) == b""
+        transport.close()
+        async with asyncio.timeout(10):
+            assert await recorder.lost is None
+
+
+async def test_send_after_close_says_closed_even_once_the_close_broke() -> None:
+    left, right = socket.socketpair()
+    recorder = await adopt(left)
+    transport = connected(recorder)
+    await fill_write_buffer(transport)
+    transport.close()  # it waits for the peer to read the rest...
+    right.close()  # ...which the peer never does: the connection breaks
+    async with asyncio.timeout(10):
+        assert isinstance(await recorder.lost, BrokenResourceError)
+    # Closed here first: using it is the caller's mistake, not the network's.
+    with pytest.raises(ClosedResourceError, match=CLOSED):
+        transport.send(b"late")
 
 
 async def test_eof_inside_a_frame_is_an_incomplete_frame() -> None:
@@ -193,18 +276,12 @@ async def test_idle_connections_are_closed_with_a_timeout_error() -> None:
     with right:
         error = await client.lost
     assert isinstance(error, TimeoutError)
+    assert str(error) == "no traffic for 0.05 s"
 
 
 # Seconds: long enough that traffic every tenth of it survives a loaded
 # machine's hiccups, short enough to let a test outlive a few of them.
 IDLE = 0.25
-
-
-async def adopt(sock: socket.socket, limits: Limits) -> Recorder:
-    _, recorder = await aiosock.create_connection(
-        Recorder, f"fd://{sock.detach()}", limits=limits
-    )
-    return recorder
 
 
 async def test_traffic_either_way_holds_off_the_idle_timeout() -> None:
@@ -228,6 +305,30 @@ async def test_traffic_either_way_holds_off_the_idle_timeout() -> None:
     finally:
         for _, right in pairs:
             right.close()
+
+
+async def test_an_exception_in_a_callback_closes_the_connection_with_it() -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+
+    def report(_: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        reported.append(context)
+
+    loop.set_exception_handler(report)
+
+    class Faulty(Recorder):
+        def message_received(self, message: bytes) -> None:
+            raise ValueError(f"cannot handle {message!r}")
+
+    left, right = socket.socketpair()
+    _, faulty = await aiosock.create_connection(Faulty, f"fd://{left.detach()}")
+    with right:
+        right.sendall(b"boom")
+        async with asyncio.timeout(10):
+            error = await faulty.lost
+    assert isinstance(error, ValueError)
+    assert str(error) == "cannot handle b'boom'"
+    assert [context.get("exception") for context in reported] == [error]
 
 
 def no_delay(transport: Transport) -> tuple[socket.AddressFamily, int]:
