@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,6 +31,7 @@ from aiosock.aio.protocol import (
     StreamAdapter,
     adapter_for,
 )
+from aiosock.testing.streams import turns_until
 
 # What send() says once the connection is closed, but for send_eof().
 CLOSED = r"^the connection was closed$"
@@ -110,6 +112,23 @@ async def fill_write_buffer(transport: Transport) -> int:
         if transport.get_write_buffer_size() > 0:
             return count
     raise AssertionError("the kernel took 64 MiB from a peer that does not read")
+
+
+async def read_exactly(sock: socket.socket, size: int) -> bytes:
+    """``size`` bytes from the non-blocking ``sock``, or fail within 10 s."""
+    loop = asyncio.get_running_loop()
+    data = bytearray()
+    async with asyncio.timeout(10):
+        while len(data) < size:
+            chunk = await loop.sock_recv(sock, size - len(data))
+            assert chunk, f"EOF after {len(data)} of {size} bytes"
+            data += chunk
+    return bytes(data)
+
+
+def frame(payload: bytes) -> bytes:
+    """``payload`` as LengthPrefixed() frames it."""
+    return struct.pack(">I", len(payload)) + payload
 
 
 async def test_messages_are_framed_both_ways(echo_server: aiosock.Server) -> None:
@@ -279,22 +298,81 @@ async def test_idle_connections_are_closed_with_a_timeout_error() -> None:
     assert str(error) == "no traffic for 0.05 s"
 
 
+async def test_a_connection_that_never_speaks_gets_one_idle_timeout() -> None:
+    idle = 0.05
+    left, right = socket.socketpair()
+    recorder = await adopt(left, Limits(idle_timeout=idle))
+    with right:
+        # Time is the point. Timers run in the order of their deadlines, on
+        # a loop however late: the idle timer's comes first.
+        await asyncio.sleep(1.5 * idle)
+        assert connected(recorder).is_closing(), "silent, yet given a second period"
+        async with asyncio.timeout(10):
+            assert isinstance(await recorder.lost, TimeoutError)
+
+
+async def test_a_half_closed_connection_still_times_out() -> None:
+    left, right = socket.socketpair()
+    recorder = await adopt(left, Limits(idle_timeout=0.05))
+    recorder.keep_open_on_eof = True
+    with right:
+        right.shutdown(socket.SHUT_WR)
+        async with asyncio.timeout(10):
+            error = await recorder.lost
+    assert recorder.events == ["made", "eof", "lost"]
+    assert isinstance(error, TimeoutError)
+
+
+@pytest.mark.parametrize(
+    ("ending", "why"),
+    [(b"", type(None)), (b"\x00\x00\x00\x09cut", IncompleteFrame)],
+    ids=["eof", "eof-inside-a-frame"],
+)
+async def test_a_close_waiting_on_the_peer_is_not_an_idle_timeout(
+    ending: bytes, why: type[Exception | None]
+) -> None:
+    idle = 0.05
+    left, right = socket.socketpair()
+    recorder = await adopt(left, Limits(idle_timeout=idle), codec=LengthPrefixed())
+    transport = connected(recorder)
+    right.setblocking(False)
+    with right:
+        sent = await fill_write_buffer(transport) * len(frame(FILLER))
+        right.sendall(ending)
+        right.shutdown(socket.SHUT_WR)  # the connection closes after its buffer
+        assert await turns_until(transport.is_closing)
+        # Time is the point: the idle timeout runs out twice while the close
+        # waits for a peer that does not read.
+        await asyncio.sleep(4 * idle)
+        assert not recorder.lost.done()
+        assert len(await read_exactly(right, sent)) == sent
+        async with asyncio.timeout(10):
+            error = await recorder.lost
+    assert isinstance(error, why), f"the close was reported as {error!r}"
+
+
 # Seconds: long enough that traffic every tenth of it survives a loaded
 # machine's hiccups, short enough to let a test outlive a few of them.
 IDLE = 0.25
 
 
-async def test_traffic_either_way_holds_off_the_idle_timeout() -> None:
+# Raw passes chunks through; Lines decodes and encodes them.
+@pytest.mark.parametrize("codec", [None, Lines()], ids=["raw", "lines"])
+async def test_traffic_either_way_holds_off_the_idle_timeout(
+    codec: Codec | None,
+) -> None:
     limits = Limits(idle_timeout=IDLE)
     pairs = [socket.socketpair() for _ in range(3)]
-    inbound, outbound, silent = [await adopt(left, limits) for left, _ in pairs]
+    inbound, outbound, silent = [
+        await adopt(left, limits, codec=codec) for left, _ in pairs
+    ]
     peer = pairs[0][1]
     assert outbound.transport is not None
     try:
         for _ in range(30):  # three idle periods, traffic ten times in each
             assert not inbound.lost.done(), "closed although data came in"
             assert not outbound.lost.done(), "closed although data went out"
-            peer.send(b"in")
+            peer.send(b"in\n")
             outbound.transport.send(b"out")
             await asyncio.sleep(IDLE / 10)  # the pace of the traffic is the point
         assert silent.lost.done(), "a silent connection outlived the idle timeout"
