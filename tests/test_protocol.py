@@ -268,6 +268,80 @@ async def test_a_large_message_arrives_whole(
         await client.lost
 
 
+class Replier(Recorder):
+    """Answers each message from a table; notes the write buffer size after each."""
+
+    def __init__(self, replies: dict[bytes, bytes]) -> None:
+        super().__init__()
+        self.replies = replies
+        self.buffered: list[int] = []
+
+    def message_received(self, message: bytes) -> None:
+        super().message_received(message)
+        transport = connected(self)
+        transport.send(self.replies[message])
+        self.buffered.append(transport.get_write_buffer_size())
+
+
+async def test_replies_to_messages_that_arrived_together_all_leave() -> None:
+    left, right = socket.socketpair()
+    replies = {b"one": b"1", b"two": b"2"}
+    with right:
+        right.sendall(b"one\ntwo\n")  # before the connection: one read, two messages
+        _, replier = await aiosock.create_connection(
+            lambda: Replier(replies), f"fd://{left.detach()}", codec=Lines()
+        )
+        right.setblocking(False)
+        assert await read_exactly(right, 4) == b"1\n2\n"
+        connected(replier).close()
+        async with asyncio.timeout(10):
+            assert await replier.lost is None
+
+
+async def test_the_write_buffer_size_counts_every_byte_not_yet_sent() -> None:
+    # 3000 bytes: past GATHER_THRESHOLD, the codec frames it as two buffers.
+    replies = {b"a": b"s" * 10, b"b": b"l" * 3000, b"c": b"t" * 20}
+    framed = [frame(reply) for reply in replies.values()]
+    left, right = socket.socketpair()
+    right.setblocking(False)
+    with right:
+        _, replier = await aiosock.create_connection(
+            lambda: Replier(replies), f"fd://{left.detach()}", codec=LengthPrefixed()
+        )
+        transport = connected(replier)
+        sent = await fill_write_buffer(transport) * len(frame(FILLER))
+        waiting = transport.get_write_buffer_size()
+        right.sendall(b"".join(map(frame, replies)))  # one read, three requests
+        async with asyncio.timeout(10):
+            assert [await replier.got.get() for _ in replies] == list(replies)
+        # After each reply, the size counts it and every reply before it.
+        counted = [waiting + len(b"".join(framed[: i + 1])) for i in range(3)]
+        assert replier.buffered == counted
+        assert transport.get_write_buffer_size() == counted[-1]
+        # Every byte counted arrives, the replies whole and in order.
+        data = await read_exactly(right, sent + len(b"".join(framed)))
+        assert data[sent:] == b"".join(framed)
+        transport.close()
+        async with asyncio.timeout(10):
+            assert await replier.lost is None
+
+
+async def test_a_buffer_changed_after_send_is_sent_as_it_was() -> None:
+    left, right = socket.socketpair()
+    recorder = await adopt(left)  # Raw: bytes are written as they are
+    transport = connected(recorder)
+    right.setblocking(False)
+    with right:
+        sent = await fill_write_buffer(transport) * len(FILLER)  # the rest waits
+        message = bytearray(b"before")
+        transport.send(message)
+        message[:] = b"after!"
+        assert (await read_exactly(right, sent + 6))[sent:] == b"before"
+        transport.close()
+        async with asyncio.timeout(10):
+            assert await recorder.lost is None
+
+
 async def test_write_buffer_limits_come_from_limits(
     echo_server: aiosock.Server,
 ) -> None:
