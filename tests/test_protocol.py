@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import tracemalloc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from aiosock import (
 )
 from aiosock.aio.loops import is_uvloop
 from aiosock.aio.protocol import (
+    LOOP_READ_MAX,
     BufferedPassThroughAdapter,
     BufferedStreamAdapter,
     PassThroughAdapter,
@@ -345,17 +347,21 @@ async def test_a_buffer_changed_after_send_is_sent_as_it_was() -> None:
 async def test_write_buffer_limits_come_from_limits(
     echo_server: aiosock.Server,
 ) -> None:
-    limits = Limits(write_high_water=4096, write_low_water=1024)
+    # Not the loops' own low water for 4096, which is a quarter of it.
+    limits = Limits(write_high_water=4096, write_low_water=1000)
     transport, client = await aiosock.create_connection(
         Recorder, echo_server.addresses[0], codec=Lines(), limits=limits
     )
-    assert transport.get_write_buffer_limits() == (1024, 4096)
+    assert transport.get_write_buffer_limits() == (1000, 4096)
     assert transport.get_write_buffer_size() == 0
     transport.pause_reading()
     assert not transport.is_reading()
     transport.resume_reading()
     assert transport.is_reading()
     assert transport.get_extra_info("socket").family == socket.AF_INET
+    assert transport.get_extra_info("no such thing", "default") == "default"
+    transport.set_write_buffer_limits(high=8192, low=2000)
+    assert transport.get_write_buffer_limits() == (2000, 8192)
     transport.abort()
     assert await client.lost is None
 
@@ -459,6 +465,73 @@ async def test_traffic_either_way_holds_off_the_idle_timeout(
             right.close()
 
 
+async def test_a_peer_gone_before_the_connection_was_made_has_no_address() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        sock, _ = listener.accept()
+    # SO_LINGER 0: close() sends a reset instead of a FIN.
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
+    sock.settimeout(10)
+    with pytest.raises(ConnectionResetError):  # the reset has arrived
+        sock.recv(1)
+    recorder = await adopt(sock)
+    transport = connected(recorder)
+    assert transport.peer_address is None
+    assert isinstance(transport.local_address, aiosock.TCPAddress)
+    async with asyncio.timeout(10):
+        assert await recorder.lost is None  # the reset was reported: now EOF
+
+
+def test_an_adapter_aborted_before_its_connection_was_made_does_nothing() -> None:
+    # A server aborts the adapters of connections it is still accepting.
+    adapter = StreamAdapter(Protocol(), aiosock.Raw(), Limits())
+    adapter.abort()
+    adapter.abort()
+
+
+async def test_connections_on_one_loop_share_one_read_buffer() -> None:
+    # On asyncio's loop aiosock reads into a buffer of read_size bytes: one
+    # per thread, not per connection. (uvloop reads into its own.)
+    read_size = 2 * 1024 * 1024 + 1  # a size no other test asked for
+    limits = Limits(read_size=read_size)
+    pairs = [socket.socketpair() for _ in range(4)]
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        recorders = [await adopt(left, limits) for left, _ in pairs]
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        if not tracing:
+            tracemalloc.stop()
+        for _, right in pairs:
+            right.close()
+    assert grown < 2 * read_size, f"{grown} bytes for {len(pairs)} connections"
+    async with asyncio.timeout(10):
+        for recorder in recorders:
+            await recorder.lost
+
+
+async def test_closing_a_server_aborts_what_is_open_after_the_grace_period() -> None:
+    accepted: asyncio.Queue[Recorder] = asyncio.Queue()
+
+    def track() -> Recorder:
+        recorder = Recorder()
+        accepted.put_nowait(recorder)
+        return recorder
+
+    server = await aiosock.create_server(track, "tcp://127.0.0.1:0")
+    _, client = await aiosock.create_connection(Recorder, server.addresses[0])
+    async with asyncio.timeout(10):
+        served = await accepted.get()
+        assert await turns_until(lambda: served.transport is not None)
+        await server.aclose(grace=0.01)
+        assert await served.lost is None
+        assert await client.lost is None  # the client saw the end
+
+
 async def test_an_exception_in_a_callback_closes_the_connection_with_it() -> None:
     loop = asyncio.get_running_loop()
     reported: list[dict[str, Any]] = []
@@ -522,6 +595,11 @@ async def test_the_adapter_fits_the_loop_and_the_codec() -> None:
     assert adapter_for(aiosock.Raw(), limits, loop) is passing
     assert adapter_for(aiosock.Raw(max_size=4), limits, loop) is decoding  # splits
     assert adapter_for(Lines(), limits, loop) is decoding
+    # Chunks as large as one read (both loops' default) pass through whole.
+    most = aiosock.Raw(max_size=LOOP_READ_MAX)
+    assert adapter_for(most, limits, loop) is passing
+    less = aiosock.Raw(max_size=LOOP_READ_MAX - 1)
+    assert adapter_for(less, limits, loop) is decoding
     # On asyncio's loop aiosock reads limits.read_size at a time itself.
     small_reads = Limits(read_size=4)
     expected = decoding if uv else passing
