@@ -61,6 +61,41 @@ async def test_reading_resumes_at_half_the_high_water_mark() -> None:
         # Half the mark is a quarter of the messages: reading resumes with
         # them still queued, not only once the queue is empty.
         assert received == count * 3 // 4
+        # A reader that falls behind again pauses reading again.
+        right.sendall((struct.pack(">I", size) + bytes(size)) * count)
+        assert await turns_until(lambda: not conn.transport.is_reading())
+    await conn.aclose()
+
+
+def frames(*sizes: int) -> bytes:
+    """LengthPrefixed() frames of these sizes, full of b"x"."""
+    return b"".join(struct.pack(">I", size) + b"x" * size for size in sizes)
+
+
+async def test_reading_pauses_past_the_high_water_mark_not_at_it() -> None:
+    left, right = socket.socketpair()
+    high = 1024
+    with right:
+        right.sendall(frames(1, high - 1))  # one read: both queued, high in all
+        conn = await adopt(
+            left, codec=LengthPrefixed(), limits=Limits(read_high_water=high)
+        )
+        assert await conn.receive() == b"x"
+        assert conn.transport.is_reading(), "paused at the mark, not past it"
+        right.sendall(frames(2))  # high + 1 bytes queued
+        assert await turns_until(lambda: not conn.transport.is_reading())
+    await conn.aclose()
+
+
+async def test_receiving_does_not_resume_reading_paused_by_the_application() -> None:
+    left, right = socket.socketpair()
+    with right:
+        right.sendall(frames(1, 1))  # one read: two messages queued
+        conn = await adopt(left, codec=LengthPrefixed())
+        assert await conn.receive() == b"x"
+        conn.transport.pause_reading()
+        assert await conn.receive() == b"x"
+        assert not conn.transport.is_reading()
     await conn.aclose()
 
 
