@@ -11,6 +11,7 @@ import pytest
 import aiosock
 from aiosock import (
     BrokenResourceError,
+    ClosedResourceError,
     Connection,
     EndOfStream,
     FrameTooLarge,
@@ -18,6 +19,9 @@ from aiosock import (
     Limits,
 )
 from aiosock.testing.streams import turns_until
+
+# What receive() and send() say after aclose() or abort().
+CLOSED = r"^the connection was closed$"
 
 
 async def adopt(sock: socket.socket, **options: object) -> Connection:
@@ -96,6 +100,34 @@ async def test_receiving_does_not_resume_reading_paused_by_the_application() -> 
         conn.transport.pause_reading()
         assert await conn.receive() == b"x"
         assert not conn.transport.is_reading()
+    await conn.aclose()
+
+
+async def test_abort_drops_the_messages_not_yet_received() -> None:
+    left, right = socket.socketpair()
+    with right:
+        right.sendall(frames(1, 1))
+        conn = await adopt(left, codec=LengthPrefixed())
+        assert await conn.receive() == b"x"
+        conn.abort()
+        for receive in (conn.receive(), anext(conn)):
+            with pytest.raises(ClosedResourceError, match=CLOSED):
+                await receive
+    await conn.aclose()
+
+
+async def test_a_cancelled_iteration_loses_nothing() -> None:
+    left, right = socket.socketpair()
+    conn = await adopt(left)
+    with right:
+        waiting = asyncio.create_task(anext(conn))
+        await asyncio.sleep(0)  # one turn: it is now waiting
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        right.sendall(b"after")
+        async with asyncio.timeout(10):
+            assert await anext(conn) == b"after"
     await conn.aclose()
 
 
@@ -207,6 +239,33 @@ async def test_a_reset_wakes_every_waiting_sender() -> None:
         assert isinstance(result.__cause__, OSError)
     with pytest.raises(BrokenResourceError):
         await conn.send(b"more")
+    await conn.aclose()
+
+
+async def test_a_cancelled_send_has_handed_its_message_over() -> None:
+    conn, peer = await tcp_pair()
+    chunk = bytes(256 * 1024)
+    sent = 0
+
+    async def flood() -> None:
+        nonlocal sent
+        for _ in range(1000):  # 256 MiB at most: far past any buffer
+            sent += len(chunk)  # counted first: send() writes, then waits
+            await conn.send(chunk)
+
+    with peer:
+        sender = asyncio.create_task(flood())
+        high = conn.transport.get_write_buffer_limits()[1]
+        assert await turns_until(
+            lambda: conn.transport.get_write_buffer_size() > high, 1_000_000
+        )
+        sender.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sender
+        reading = asyncio.create_task(read_to_the_end(peer))
+        await conn.send(b"after")  # the peer reads: sending goes on
+        await conn.send_eof()
+        assert await reading == sent + len(b"after")
     await conn.aclose()
 
 
