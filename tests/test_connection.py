@@ -18,6 +18,7 @@ from aiosock import (
     LengthPrefixed,
     Limits,
 )
+from aiosock.aio.loops import is_uvloop
 from aiosock.testing.streams import turns_until
 
 # What receive() and send() say after aclose() or abort().
@@ -294,6 +295,27 @@ async def test_replies_held_for_a_batch_leave_even_if_the_handler_stops_early() 
     await conn.aclose()
 
 
+async def test_messages_keep_their_order_whatever_their_buffer_type() -> None:
+    left, right = socket.socketpair()
+    # Raw and a small read_size: on asyncio's loop each byte is a message;
+    # at most 1 byte queued, then reading pauses.
+    limits = Limits(read_size=1, read_high_water=1)
+    right.setblocking(False)
+    with right:
+        right.sendall(b"ab")
+        conn = await adopt(left, limits=limits)
+        assert await turns_until(lambda: not conn.transport.is_reading())
+        uvloop = is_uvloop(asyncio.get_running_loop())  # it reads both at once
+        assert await conn.receive() == (b"ab" if uvloop else b"a")
+        # Answering with another message queued: the replies may be held
+        # back to leave together, and must leave in order.
+        await conn.send(bytearray(b"1"))
+        await conn.send(b"2")
+        await conn.send(memoryview(b"3"))
+        assert await read_exactly(right, 3) == b"123"
+    await conn.aclose()
+
+
 def fill_write_buffer(conn: Connection) -> int:
     """Send until some bytes wait in the process, not the kernel; how many were sent."""
     chunk = bytes(64 * 1024)
@@ -302,6 +324,18 @@ def fill_write_buffer(conn: Connection) -> int:
         if conn.transport.get_write_buffer_size() > 0:
             return count * len(chunk)
     raise AssertionError("the kernel took 64 MiB from a peer that does not read")
+
+
+async def read_exactly(sock: socket.socket, size: int) -> bytes:
+    """``size`` bytes from the non-blocking ``sock``, or fail within 10 s."""
+    loop = asyncio.get_running_loop()
+    data = bytearray()
+    async with asyncio.timeout(10):
+        while len(data) < size:
+            chunk = await loop.sock_recv(sock, size - len(data))
+            assert chunk, f"EOF after {len(data)} of {size} bytes"
+            data += chunk
+    return bytes(data)
 
 
 async def read_to_the_end(peer: socket.socket) -> int:
