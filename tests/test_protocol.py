@@ -101,16 +101,13 @@ def connected(recorder: Recorder) -> Transport:
 FILLER = bytes(64 * 1024)
 
 
-async def fill_write_buffer(transport: Transport) -> int:
+def fill_write_buffer(transport: Transport) -> int:
     """Send FILLER until bytes wait in the process, the kernel's buffers full.
 
-    Returns how many were sent. A turn of the loop after each: uvloop hands
-    writes to the kernel at the end of a turn, asyncio at once. The peer
-    must not be reading.
+    Returns how many were sent. The peer must not be reading.
     """
     for count in range(1, 1001):  # 64 MiB at most: far past any socket buffer
         transport.send(FILLER)
-        await asyncio.sleep(0)
         if transport.get_write_buffer_size() > 0:
             return count
     raise AssertionError("the kernel took 64 MiB from a peer that does not read")
@@ -216,7 +213,7 @@ async def test_send_after_close_says_closed_even_once_the_close_broke() -> None:
     left, right = socket.socketpair()
     recorder = await adopt(left)
     transport = connected(recorder)
-    await fill_write_buffer(transport)
+    fill_write_buffer(transport)
     transport.close()  # it waits for the peer to read the rest...
     right.close()  # ...which the peer never does: the connection breaks
     async with asyncio.timeout(10):
@@ -311,7 +308,7 @@ async def test_the_write_buffer_size_counts_every_byte_not_yet_sent() -> None:
             lambda: Replier(replies), f"fd://{left.detach()}", codec=LengthPrefixed()
         )
         transport = connected(replier)
-        sent = await fill_write_buffer(transport) * len(frame(FILLER))
+        sent = fill_write_buffer(transport) * len(frame(FILLER))
         waiting = transport.get_write_buffer_size()
         right.sendall(b"".join(map(frame, replies)))  # one read, three requests
         async with asyncio.timeout(10):
@@ -334,7 +331,7 @@ async def test_a_buffer_changed_after_send_is_sent_as_it_was() -> None:
     transport = connected(recorder)
     right.setblocking(False)
     with right:
-        sent = await fill_write_buffer(transport) * len(FILLER)  # the rest waits
+        sent = fill_write_buffer(transport) * len(FILLER)  # the rest waits
         message = bytearray(b"before")
         transport.send(message)
         message[:] = b"after!"
@@ -417,7 +414,7 @@ async def test_a_close_waiting_on_the_peer_is_not_an_idle_timeout(
     transport = connected(recorder)
     right.setblocking(False)
     with right:
-        sent = await fill_write_buffer(transport) * len(frame(FILLER))
+        sent = fill_write_buffer(transport) * len(frame(FILLER))
         right.sendall(ending)
         right.shutdown(socket.SHUT_WR)  # the connection closes after its buffer
         assert await turns_until(transport.is_closing)
