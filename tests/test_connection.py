@@ -11,13 +11,18 @@ import pytest
 import aiosock
 from aiosock import (
     BrokenResourceError,
+    ClosedResourceError,
     Connection,
     EndOfStream,
     FrameTooLarge,
     LengthPrefixed,
     Limits,
 )
+from aiosock.aio.loops import is_uvloop
 from aiosock.testing.streams import turns_until
+
+# What receive() and send() say after aclose() or abort().
+CLOSED = r"^the connection was closed$"
 
 
 async def adopt(sock: socket.socket, **options: object) -> Connection:
@@ -61,6 +66,69 @@ async def test_reading_resumes_at_half_the_high_water_mark() -> None:
         # Half the mark is a quarter of the messages: reading resumes with
         # them still queued, not only once the queue is empty.
         assert received == count * 3 // 4
+        # A reader that falls behind again pauses reading again.
+        right.sendall((struct.pack(">I", size) + bytes(size)) * count)
+        assert await turns_until(lambda: not conn.transport.is_reading())
+    await conn.aclose()
+
+
+def frames(*sizes: int) -> bytes:
+    """LengthPrefixed() frames of these sizes, full of b"x"."""
+    return b"".join(struct.pack(">I", size) + b"x" * size for size in sizes)
+
+
+async def test_reading_pauses_past_the_high_water_mark_not_at_it() -> None:
+    left, right = socket.socketpair()
+    high = 1024
+    with right:
+        right.sendall(frames(1, high - 1))  # one read: both queued, high in all
+        conn = await adopt(
+            left, codec=LengthPrefixed(), limits=Limits(read_high_water=high)
+        )
+        assert await conn.receive() == b"x"
+        assert conn.transport.is_reading(), "paused at the mark, not past it"
+        right.sendall(frames(2))  # high + 1 bytes queued
+        assert await turns_until(lambda: not conn.transport.is_reading())
+    await conn.aclose()
+
+
+async def test_receiving_does_not_resume_reading_paused_by_the_application() -> None:
+    left, right = socket.socketpair()
+    with right:
+        right.sendall(frames(1, 1))  # one read: two messages queued
+        conn = await adopt(left, codec=LengthPrefixed())
+        assert await conn.receive() == b"x"
+        conn.transport.pause_reading()
+        assert await conn.receive() == b"x"
+        assert not conn.transport.is_reading()
+    await conn.aclose()
+
+
+async def test_abort_drops_the_messages_not_yet_received() -> None:
+    left, right = socket.socketpair()
+    with right:
+        right.sendall(frames(1, 1))
+        conn = await adopt(left, codec=LengthPrefixed())
+        assert await conn.receive() == b"x"
+        conn.abort()
+        for receive in (conn.receive(), anext(conn)):
+            with pytest.raises(ClosedResourceError, match=CLOSED):
+                await receive
+    await conn.aclose()
+
+
+async def test_a_cancelled_iteration_loses_nothing() -> None:
+    left, right = socket.socketpair()
+    conn = await adopt(left)
+    with right:
+        waiting = asyncio.create_task(anext(conn))
+        await asyncio.sleep(0)  # one turn: it is now waiting
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        right.sendall(b"after")
+        async with asyncio.timeout(10):
+            assert await anext(conn) == b"after"
     await conn.aclose()
 
 
@@ -175,6 +243,33 @@ async def test_a_reset_wakes_every_waiting_sender() -> None:
     await conn.aclose()
 
 
+async def test_a_cancelled_send_has_handed_its_message_over() -> None:
+    conn, peer = await tcp_pair()
+    chunk = bytes(256 * 1024)
+    sent = 0
+
+    async def flood() -> None:
+        nonlocal sent
+        for _ in range(1000):  # 256 MiB at most: far past any buffer
+            sent += len(chunk)  # counted first: send() writes, then waits
+            await conn.send(chunk)
+
+    with peer:
+        sender = asyncio.create_task(flood())
+        high = conn.transport.get_write_buffer_limits()[1]
+        assert await turns_until(
+            lambda: conn.transport.get_write_buffer_size() > high, 1_000_000
+        )
+        sender.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sender
+        reading = asyncio.create_task(read_to_the_end(peer))
+        await conn.send(b"after")  # the peer reads: sending goes on
+        await conn.send_eof()
+        assert await reading == sent + len(b"after")
+    await conn.aclose()
+
+
 async def test_a_peer_that_vanishes_breaks_the_receive_side_too() -> None:
     conn, peer = await tcp_pair()
     waiting = asyncio.create_task(conn.receive())
@@ -200,6 +295,27 @@ async def test_replies_held_for_a_batch_leave_even_if_the_handler_stops_early() 
     await conn.aclose()
 
 
+async def test_messages_keep_their_order_whatever_their_buffer_type() -> None:
+    left, right = socket.socketpair()
+    # Raw and a small read_size: on asyncio's loop each byte is a message;
+    # at most 1 byte queued, then reading pauses.
+    limits = Limits(read_size=1, read_high_water=1)
+    right.setblocking(False)
+    with right:
+        right.sendall(b"ab")
+        conn = await adopt(left, limits=limits)
+        assert await turns_until(lambda: not conn.transport.is_reading())
+        uvloop = is_uvloop(asyncio.get_running_loop())  # it reads both at once
+        assert await conn.receive() == (b"ab" if uvloop else b"a")
+        # Answering with another message queued: the replies may be held
+        # back to leave together, and must leave in order.
+        await conn.send(bytearray(b"1"))
+        await conn.send(b"2")
+        await conn.send(memoryview(b"3"))
+        assert await read_exactly(right, 3) == b"123"
+    await conn.aclose()
+
+
 def fill_write_buffer(conn: Connection) -> int:
     """Send until some bytes wait in the process, not the kernel; how many were sent."""
     chunk = bytes(64 * 1024)
@@ -208,6 +324,18 @@ def fill_write_buffer(conn: Connection) -> int:
         if conn.transport.get_write_buffer_size() > 0:
             return count * len(chunk)
     raise AssertionError("the kernel took 64 MiB from a peer that does not read")
+
+
+async def read_exactly(sock: socket.socket, size: int) -> bytes:
+    """``size`` bytes from the non-blocking ``sock``, or fail within 10 s."""
+    loop = asyncio.get_running_loop()
+    data = bytearray()
+    async with asyncio.timeout(10):
+        while len(data) < size:
+            chunk = await loop.sock_recv(sock, size - len(data))
+            assert chunk, f"EOF after {len(data)} of {size} bytes"
+            data += chunk
+    return bytes(data)
 
 
 async def read_to_the_end(peer: socket.socket) -> int:

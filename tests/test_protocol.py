@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
+import tracemalloc
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 import aiosock
 from aiosock import (
+    BrokenResourceError,
     ClosedResourceError,
+    Codec,
     FrameTooLarge,
     IncompleteFrame,
     LengthPrefixed,
@@ -21,12 +26,17 @@ from aiosock import (
 )
 from aiosock.aio.loops import is_uvloop
 from aiosock.aio.protocol import (
+    LOOP_READ_MAX,
     BufferedPassThroughAdapter,
     BufferedStreamAdapter,
     PassThroughAdapter,
     StreamAdapter,
     adapter_for,
 )
+from aiosock.testing.streams import turns_until
+
+# What send() says once the connection is closed, but for send_eof().
+CLOSED = r"^the connection was closed$"
 
 
 class Recorder(Protocol):
@@ -73,6 +83,53 @@ async def echo_server() -> AsyncIterator[aiosock.Server]:
         yield server
 
 
+async def adopt(
+    sock: socket.socket, limits: Limits | None = None, *, codec: Codec | None = None
+) -> Recorder:
+    """A Recorder connected over ``sock``, which it takes over."""
+    _, recorder = await aiosock.create_connection(
+        Recorder, f"fd://{sock.detach()}", codec=codec, limits=limits
+    )
+    return recorder
+
+
+def connected(recorder: Recorder) -> Transport:
+    assert recorder.transport is not None, "connection_made() was not called"
+    return recorder.transport
+
+
+FILLER = bytes(64 * 1024)
+
+
+def fill_write_buffer(transport: Transport) -> int:
+    """Send FILLER until bytes wait in the process, the kernel's buffers full.
+
+    Returns how many were sent. The peer must not be reading.
+    """
+    for count in range(1, 1001):  # 64 MiB at most: far past any socket buffer
+        transport.send(FILLER)
+        if transport.get_write_buffer_size() > 0:
+            return count
+    raise AssertionError("the kernel took 64 MiB from a peer that does not read")
+
+
+async def read_exactly(sock: socket.socket, size: int) -> bytes:
+    """``size`` bytes from the non-blocking ``sock``, or fail within 10 s."""
+    loop = asyncio.get_running_loop()
+    data = bytearray()
+    async with asyncio.timeout(10):
+        while len(data) < size:
+            chunk = await loop.sock_recv(sock, size - len(data))
+            assert chunk, f"EOF after {len(data)} of {size} bytes"
+            data += chunk
+    return bytes(data)
+
+
+def frame(payload: bytes) -> bytes:
+    """``payload`` as LengthPrefixed() frames it."""
+    return struct.pack(">I", len(payload)) + payload
+
+
 async def test_messages_are_framed_both_ways(echo_server: aiosock.Server) -> None:
     transport, client = await aiosock.create_connection(
         Recorder, echo_server.addresses[0], codec=Lines()
@@ -96,7 +153,7 @@ async def test_send_after_close_raises(echo_server: aiosock.Server) -> None:
     )
     transport.close()
     transport.close()  # idempotent
-    with pytest.raises(ClosedResourceError):
+    with pytest.raises(ClosedResourceError, match=CLOSED):
         transport.send(b"late")
     await client.lost
     transport.abort()  # idempotent too, after the end
@@ -120,6 +177,50 @@ async def test_eof_closes_unless_the_protocol_keeps_it_open() -> None:
         assert await asyncio.get_running_loop().sock_recv(right, 100) == b"still here"
         keeper.transport.close()
         assert await keeper.lost is None
+
+
+async def test_eof_closes_a_protocol_that_does_not_keep_it_open() -> None:
+    left, right = socket.socketpair()
+    recorder = await adopt(left)
+    with right:
+        right.shutdown(socket.SHUT_WR)
+        async with asyncio.timeout(10):
+            assert await recorder.lost is None
+    assert recorder.events == ["made", "eof", "lost"]
+    with pytest.raises(ClosedResourceError, match=CLOSED):
+        connected(recorder).send(b"late")
+
+
+async def test_send_after_send_eof_says_why_it_cannot() -> None:
+    left, right = socket.socketpair()
+    recorder = await adopt(left)
+    transport = connected(recorder)
+    with right:
+        transport.send_eof()
+        transport.send_eof()  # idempotent
+        with pytest.raises(
+            ClosedResourceError, match=r"^cannot send after send_eof\(\)$"
+        ):
+            transport.send(b"late")
+        right.setblocking(False)
+        assert await asyncio.get_running_loop().sock_recv(right, 100) == b""
+        transport.close()
+        async with asyncio.timeout(10):
+            assert await recorder.lost is None
+
+
+async def test_send_after_close_says_closed_even_once_the_close_broke() -> None:
+    left, right = socket.socketpair()
+    recorder = await adopt(left)
+    transport = connected(recorder)
+    fill_write_buffer(transport)
+    transport.close()  # it waits for the peer to read the rest...
+    right.close()  # ...which the peer never does: the connection breaks
+    async with asyncio.timeout(10):
+        assert isinstance(await recorder.lost, BrokenResourceError)
+    # Closed here first: using it is the caller's mistake, not the network's.
+    with pytest.raises(ClosedResourceError, match=CLOSED):
+        transport.send(b"late")
 
 
 async def test_eof_inside_a_frame_is_an_incomplete_frame() -> None:
@@ -166,20 +267,98 @@ async def test_a_large_message_arrives_whole(
         await client.lost
 
 
+class Replier(Recorder):
+    """Answers each message from a table; notes the write buffer size after each."""
+
+    def __init__(self, replies: dict[bytes, bytes]) -> None:
+        super().__init__()
+        self.replies = replies
+        self.buffered: list[int] = []
+
+    def message_received(self, message: bytes) -> None:
+        super().message_received(message)
+        transport = connected(self)
+        transport.send(self.replies[message])
+        self.buffered.append(transport.get_write_buffer_size())
+
+
+async def test_replies_to_messages_that_arrived_together_all_leave() -> None:
+    left, right = socket.socketpair()
+    replies = {b"one": b"1", b"two": b"2"}
+    with right:
+        right.sendall(b"one\ntwo\n")  # before the connection: one read, two messages
+        _, replier = await aiosock.create_connection(
+            lambda: Replier(replies), f"fd://{left.detach()}", codec=Lines()
+        )
+        right.setblocking(False)
+        assert await read_exactly(right, 4) == b"1\n2\n"
+        connected(replier).close()
+        async with asyncio.timeout(10):
+            assert await replier.lost is None
+
+
+async def test_the_write_buffer_size_counts_every_byte_not_yet_sent() -> None:
+    # 3000 bytes: past GATHER_THRESHOLD, the codec frames it as two buffers.
+    replies = {b"a": b"s" * 10, b"b": b"l" * 3000, b"c": b"t" * 20}
+    framed = [frame(reply) for reply in replies.values()]
+    left, right = socket.socketpair()
+    right.setblocking(False)
+    with right:
+        _, replier = await aiosock.create_connection(
+            lambda: Replier(replies), f"fd://{left.detach()}", codec=LengthPrefixed()
+        )
+        transport = connected(replier)
+        sent = fill_write_buffer(transport) * len(frame(FILLER))
+        waiting = transport.get_write_buffer_size()
+        right.sendall(b"".join(map(frame, replies)))  # one read, three requests
+        async with asyncio.timeout(10):
+            assert [await replier.got.get() for _ in replies] == list(replies)
+        # After each reply, the size counts it and every reply before it.
+        counted = [waiting + len(b"".join(framed[: i + 1])) for i in range(3)]
+        assert replier.buffered == counted
+        assert transport.get_write_buffer_size() == counted[-1]
+        # Every byte counted arrives, the replies whole and in order.
+        data = await read_exactly(right, sent + len(b"".join(framed)))
+        assert data[sent:] == b"".join(framed)
+        transport.close()
+        async with asyncio.timeout(10):
+            assert await replier.lost is None
+
+
+async def test_a_buffer_changed_after_send_is_sent_as_it_was() -> None:
+    left, right = socket.socketpair()
+    recorder = await adopt(left)  # Raw: bytes are written as they are
+    transport = connected(recorder)
+    right.setblocking(False)
+    with right:
+        sent = fill_write_buffer(transport) * len(FILLER)  # the rest waits
+        message = bytearray(b"before")
+        transport.send(message)
+        message[:] = b"after!"
+        assert (await read_exactly(right, sent + 6))[sent:] == b"before"
+        transport.close()
+        async with asyncio.timeout(10):
+            assert await recorder.lost is None
+
+
 async def test_write_buffer_limits_come_from_limits(
     echo_server: aiosock.Server,
 ) -> None:
-    limits = Limits(write_high_water=4096, write_low_water=1024)
+    # Not the loops' own low water for 4096, which is a quarter of it.
+    limits = Limits(write_high_water=4096, write_low_water=1000)
     transport, client = await aiosock.create_connection(
         Recorder, echo_server.addresses[0], codec=Lines(), limits=limits
     )
-    assert transport.get_write_buffer_limits() == (1024, 4096)
+    assert transport.get_write_buffer_limits() == (1000, 4096)
     assert transport.get_write_buffer_size() == 0
     transport.pause_reading()
     assert not transport.is_reading()
     transport.resume_reading()
     assert transport.is_reading()
     assert transport.get_extra_info("socket").family == socket.AF_INET
+    assert transport.get_extra_info("no such thing", "default") == "default"
+    transport.set_write_buffer_limits(high=8192, low=2000)
+    assert transport.get_write_buffer_limits() == (2000, 8192)
     transport.abort()
     assert await client.lost is None
 
@@ -193,6 +372,60 @@ async def test_idle_connections_are_closed_with_a_timeout_error() -> None:
     with right:
         error = await client.lost
     assert isinstance(error, TimeoutError)
+    assert str(error) == "no traffic for 0.05 s"
+
+
+async def test_a_connection_that_never_speaks_gets_one_idle_timeout() -> None:
+    idle = 0.05
+    left, right = socket.socketpair()
+    recorder = await adopt(left, Limits(idle_timeout=idle))
+    with right:
+        # Time is the point. Timers run in the order of their deadlines, on
+        # a loop however late: the idle timer's comes first.
+        await asyncio.sleep(1.5 * idle)
+        assert connected(recorder).is_closing(), "silent, yet given a second period"
+        async with asyncio.timeout(10):
+            assert isinstance(await recorder.lost, TimeoutError)
+
+
+async def test_a_half_closed_connection_still_times_out() -> None:
+    left, right = socket.socketpair()
+    recorder = await adopt(left, Limits(idle_timeout=0.05))
+    recorder.keep_open_on_eof = True
+    with right:
+        right.shutdown(socket.SHUT_WR)
+        async with asyncio.timeout(10):
+            error = await recorder.lost
+    assert recorder.events == ["made", "eof", "lost"]
+    assert isinstance(error, TimeoutError)
+
+
+@pytest.mark.parametrize(
+    ("ending", "why"),
+    [(b"", type(None)), (b"\x00\x00\x00\x09cut", IncompleteFrame)],
+    ids=["eof", "eof-inside-a-frame"],
+)
+async def test_a_close_waiting_on_the_peer_is_not_an_idle_timeout(
+    ending: bytes, why: type[Exception | None]
+) -> None:
+    idle = 0.05
+    left, right = socket.socketpair()
+    recorder = await adopt(left, Limits(idle_timeout=idle), codec=LengthPrefixed())
+    transport = connected(recorder)
+    right.setblocking(False)
+    with right:
+        sent = fill_write_buffer(transport) * len(frame(FILLER))
+        right.sendall(ending)
+        right.shutdown(socket.SHUT_WR)  # the connection closes after its buffer
+        assert await turns_until(transport.is_closing)
+        # Time is the point: the idle timeout runs out twice while the close
+        # waits for a peer that does not read.
+        await asyncio.sleep(4 * idle)
+        assert not recorder.lost.done()
+        assert len(await read_exactly(right, sent)) == sent
+        async with asyncio.timeout(10):
+            error = await recorder.lost
+    assert isinstance(error, why), f"the close was reported as {error!r}"
 
 
 # Seconds: long enough that traffic every tenth of it survives a loaded
@@ -200,24 +433,23 @@ async def test_idle_connections_are_closed_with_a_timeout_error() -> None:
 IDLE = 0.25
 
 
-async def adopt(sock: socket.socket, limits: Limits) -> Recorder:
-    _, recorder = await aiosock.create_connection(
-        Recorder, f"fd://{sock.detach()}", limits=limits
-    )
-    return recorder
-
-
-async def test_traffic_either_way_holds_off_the_idle_timeout() -> None:
+# Raw passes chunks through; Lines decodes and encodes them.
+@pytest.mark.parametrize("codec", [None, Lines()], ids=["raw", "lines"])
+async def test_traffic_either_way_holds_off_the_idle_timeout(
+    codec: Codec | None,
+) -> None:
     limits = Limits(idle_timeout=IDLE)
     pairs = [socket.socketpair() for _ in range(3)]
-    inbound, outbound, silent = [await adopt(left, limits) for left, _ in pairs]
+    inbound, outbound, silent = [
+        await adopt(left, limits, codec=codec) for left, _ in pairs
+    ]
     peer = pairs[0][1]
     assert outbound.transport is not None
     try:
         for _ in range(30):  # three idle periods, traffic ten times in each
             assert not inbound.lost.done(), "closed although data came in"
             assert not outbound.lost.done(), "closed although data went out"
-            peer.send(b"in")
+            peer.send(b"in\n")
             outbound.transport.send(b"out")
             await asyncio.sleep(IDLE / 10)  # the pace of the traffic is the point
         assert silent.lost.done(), "a silent connection outlived the idle timeout"
@@ -228,6 +460,97 @@ async def test_traffic_either_way_holds_off_the_idle_timeout() -> None:
     finally:
         for _, right in pairs:
             right.close()
+
+
+async def test_a_peer_gone_before_the_connection_was_made_has_no_address() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        sock, _ = listener.accept()
+    # SO_LINGER 0: close() sends a reset instead of a FIN.
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
+    sock.settimeout(10)
+    with pytest.raises(ConnectionResetError):  # the reset has arrived
+        sock.recv(1)
+    recorder = await adopt(sock)
+    transport = connected(recorder)
+    assert transport.peer_address is None
+    assert isinstance(transport.local_address, aiosock.TCPAddress)
+    async with asyncio.timeout(10):
+        assert await recorder.lost is None  # the reset was reported: now EOF
+
+
+def test_an_adapter_aborted_before_its_connection_was_made_does_nothing() -> None:
+    # A server aborts the adapters of connections it is still accepting.
+    adapter = StreamAdapter(Protocol(), aiosock.Raw(), Limits())
+    adapter.abort()
+    adapter.abort()
+
+
+async def test_connections_on_one_loop_share_one_read_buffer() -> None:
+    # On asyncio's loop aiosock reads into a buffer of read_size bytes: one
+    # per thread, not per connection. (uvloop reads into its own.)
+    read_size = 2 * 1024 * 1024 + 1  # a size no other test asked for
+    limits = Limits(read_size=read_size)
+    pairs = [socket.socketpair() for _ in range(4)]
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        recorders = [await adopt(left, limits) for left, _ in pairs]
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        if not tracing:
+            tracemalloc.stop()
+        for _, right in pairs:
+            right.close()
+    assert grown < 2 * read_size, f"{grown} bytes for {len(pairs)} connections"
+    async with asyncio.timeout(10):
+        for recorder in recorders:
+            await recorder.lost
+
+
+async def test_closing_a_server_aborts_what_is_open_after_the_grace_period() -> None:
+    accepted: asyncio.Queue[Recorder] = asyncio.Queue()
+
+    def track() -> Recorder:
+        recorder = Recorder()
+        accepted.put_nowait(recorder)
+        return recorder
+
+    server = await aiosock.create_server(track, "tcp://127.0.0.1:0")
+    _, client = await aiosock.create_connection(Recorder, server.addresses[0])
+    async with asyncio.timeout(10):
+        served = await accepted.get()
+        assert await turns_until(lambda: served.transport is not None)
+        await server.aclose(grace=0.01)
+        assert await served.lost is None
+        assert await client.lost is None  # the client saw the end
+
+
+async def test_an_exception_in_a_callback_closes_the_connection_with_it() -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+
+    def report(_: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        reported.append(context)
+
+    loop.set_exception_handler(report)
+
+    class Faulty(Recorder):
+        def message_received(self, message: bytes) -> None:
+            raise ValueError(f"cannot handle {message!r}")
+
+    left, right = socket.socketpair()
+    _, faulty = await aiosock.create_connection(Faulty, f"fd://{left.detach()}")
+    with right:
+        right.sendall(b"boom")
+        async with asyncio.timeout(10):
+            error = await faulty.lost
+    assert isinstance(error, ValueError)
+    assert str(error) == "cannot handle b'boom'"
+    assert [context.get("exception") for context in reported] == [error]
 
 
 def no_delay(transport: Transport) -> tuple[socket.AddressFamily, int]:
@@ -269,6 +592,11 @@ async def test_the_adapter_fits_the_loop_and_the_codec() -> None:
     assert adapter_for(aiosock.Raw(), limits, loop) is passing
     assert adapter_for(aiosock.Raw(max_size=4), limits, loop) is decoding  # splits
     assert adapter_for(Lines(), limits, loop) is decoding
+    # Chunks as large as one read (both loops' default) pass through whole.
+    most = aiosock.Raw(max_size=LOOP_READ_MAX)
+    assert adapter_for(most, limits, loop) is passing
+    less = aiosock.Raw(max_size=LOOP_READ_MAX - 1)
+    assert adapter_for(less, limits, loop) is decoding
     # On asyncio's loop aiosock reads limits.read_size at a time itself.
     small_reads = Limits(read_size=4)
     expected = decoding if uv else passing

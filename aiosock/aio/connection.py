@@ -82,7 +82,7 @@ class Connection(Protocol):
         self._eof = True
         self._wake_receivers()
         while self._senders:
-            _wake(self._senders.popleft(), None)
+            _wake(self._senders.popleft())
         if not self._lost.done():
             self._lost.set_result(None)
 
@@ -92,11 +92,11 @@ class Connection(Protocol):
     def resume_writing(self) -> None:
         self._paused_writing = False
         while self._senders:
-            _wake(self._senders.popleft(), None)
+            _wake(self._senders.popleft())
 
     def _wake_receivers(self) -> None:
         while self._receivers:
-            _wake(self._receivers.popleft(), None)
+            _wake(self._receivers.popleft())
 
     # ---------------------------------------------------------- the API
 
@@ -271,9 +271,9 @@ class Connection(Protocol):
         await self.aclose()
 
 
-def _wake(waiter: asyncio.Future[None], result: None) -> None:
+def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
-        waiter.set_result(result)
+        waiter.set_result(None)
 
 
 def _forget(waiters: Waiters, waiter: asyncio.Future[None]) -> None:

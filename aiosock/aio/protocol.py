@@ -14,7 +14,9 @@ the connection); then ``connection_lost`` once, with None for a clean
 close, a :class:`RemoteProtocolError` when the peer broke the framing
 (the connection is closed after the messages before the fault), a
 :class:`BrokenResourceError` (its ``__cause__`` the ``OSError``) when the
-network broke it, or :class:`TimeoutError` after ``idle_timeout``.
+network broke it, :class:`TimeoutError` after ``idle_timeout``, or the
+exception a callback raised (which the loop's exception handler is given
+too).
 """
 
 from __future__ import annotations
