@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import random
+import re
 import socket
 import stat
 import tempfile
@@ -212,10 +214,10 @@ async def test_a_full_queue_can_drop_the_oldest_instead() -> None:
         assert b.stats.dropped == count - 8
 
 
-async def test_icmp_port_unreachable_surfaces_and_the_endpoint_goes_on() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # closed below: nobody listens there
+async def test_icmp_port_unreachable_surfaces_and_the_endpoint_goes_on(
+    free_udp_port: Callable[[str], int],
+) -> None:
+    port = free_udp_port("127.0.0.1")
     async with await aiosock.connect_datagram(f"udp://127.0.0.1:{port}") as client:
         await client.send(b"anyone?")
         with pytest.raises(ConnectionRefusedError):
@@ -232,7 +234,8 @@ async def test_icmp_port_unreachable_surfaces_and_the_endpoint_goes_on() -> None
 async def test_a_unix_client_reaches_a_server_bound_again_at_its_name(
     tmp_path: Path,
 ) -> None:
-    address = f"unixgram://{short_tmp(tmp_path)}/server-{os.getpid()}"
+    path = short_tmp(tmp_path) / f"server-{os.getpid()}"
+    address = f"unixgram://{path}"
     async with await aiosock.open_datagram(address):
         client = await aiosock.connect_datagram(address)
     async with client:
@@ -243,7 +246,12 @@ async def test_a_unix_client_reaches_a_server_bound_again_at_its_name(
         async with await aiosock.open_datagram(address) as server:
             await client.send(b"back")
             assert await server.receive() == (b"back", client.local_address)
-    assert (client.stats.sent, client.stats.errors) == (1, 2)
+            # Connected again to that socket, once: not to the name for
+            # every datagram, so the name may go and the peer stays.
+            path.unlink()
+            await client.send(b"still")
+            assert await server.receive() == (b"still", client.local_address)
+    assert (client.stats.sent, client.stats.errors) == (2, 2)
 
 
 async def test_send_and_receive_after_close(
@@ -664,3 +672,332 @@ async def test_a_protocol_that_fails_to_start_leaves_nothing_open(
         await aiosock.create_datagram_endpoint(Broken, local=f"unixgram://{path}")
     assert open_sockets() == before
     assert not path.exists()
+
+
+async def test_a_udp_endpoint_binds_the_port_it_is_given(
+    free_udp_port: Callable[[str], int],
+) -> None:
+    port = free_udp_port("127.0.0.1")
+    async with await aiosock.open_datagram(f"udp://127.0.0.1:{port}") as server:
+        assert server.local_address == UDPAddress(host="127.0.0.1", port=port)
+
+
+@pytest.mark.parametrize("remote", ["udp://:9", "udp://127.0.0.1:0"])
+async def test_connecting_needs_a_host_and_a_port(
+    remote: str, open_sockets: Callable[[], set[str]]
+) -> None:
+    before = open_sockets()
+    message = f"^cannot connect to {re.escape(remote)}: it needs a host and a port$"
+    with pytest.raises(ValueError, match=message):
+        await aiosock.connect_datagram(remote)
+    assert open_sockets() == before
+
+
+async def test_a_local_host_name_is_resolved_in_the_family_of_the_remote(
+    two_family_name: str,
+) -> None:
+    async with await aiosock.open_datagram("udp://[::1]:0") as server:
+        assert server.local_address is not None
+        async with await aiosock.connect_datagram(
+            server.local_address, local=f"udp://{two_family_name}:0"
+        ) as client:
+            assert isinstance(client.local_address, UDPAddress)
+            assert client.local_address.host == "::1"  # not its IPv4 address
+            await client.send(b"v6")
+            assert await server.receive() == (b"v6", client.local_address)
+
+
+async def test_an_adopted_descriptor_must_be_connected_as_the_call_says(
+    abstract_name: str,
+) -> None:
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    bound = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    bound.bind(f"\0{abstract_name}")
+    with left, right, bound:
+        connected = rf"^fd://{left.fileno()} is connected: use connect_datagram\(\)$"
+        with pytest.raises(ValueError, match=connected):
+            await aiosock.open_datagram(f"fd://{left.fileno()}")
+        unconnected = (
+            rf"^fd://{bound.fileno()} is not connected: use open_datagram\(\)$"
+        )
+        with pytest.raises(ValueError, match=unconnected):
+            await aiosock.connect_datagram(f"fd://{bound.fileno()}")
+
+
+async def test_a_bad_datagram_is_reported_with_its_sender() -> None:
+    limits = Limits(max_frame_size=100)
+    async with await aiosock.open_datagram(
+        "udp://127.0.0.1:0", codec=LengthPrefixed(), limits=limits
+    ) as server:
+        assert isinstance(server.local_address, UDPAddress)
+        target = (server.local_address.host, server.local_address.port)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+            raw.bind(("127.0.0.1", 0))
+            sender = UDPAddress(host="127.0.0.1", port=raw.getsockname()[1])
+            raw.sendto(b"\x00\x00\x00\x02hi", target)
+            raw.sendto(b"x" * 150, target)  # longer than the receive buffer
+            raw.sendto(b"garbage", target)  # not one frame
+            assert await server.receive() == (b"hi", sender)
+            with pytest.raises(DatagramTruncated) as cut:
+                await server.receive()
+            with pytest.raises(DatagramError) as bad:
+                await server.receive()
+        for error in (cut.value, bad.value):
+            assert error.address == sender
+            assert str(sender) in str(error)
+        assert not isinstance(bad.value, DatagramTruncated)
+        stats = server.stats
+        assert (stats.received, stats.truncated, stats.errors) == (3, 1, 1)
+
+
+class KeepsTransport(Recorder):
+    """A :class:`Recorder` that keeps its transport, for callbacks that act."""
+
+    def connection_made(self, transport: aiosock.DatagramTransport) -> None:
+        super().connection_made(transport)
+        self.transport = transport
+
+
+async def closed(protocol: Recorder) -> Exception | None:
+    """What ``connection_lost`` got; the endpoint must be closing already."""
+    async with asyncio.timeout(5):  # a failure bound: it comes in a turn or two
+        return await protocol.lost
+
+
+async def test_pausing_in_datagram_received_stops_delivery_at_once() -> None:
+    class OneAtATime(KeepsTransport):
+        def datagram_received(
+            self, data: bytes, address: aiosock.Address | None
+        ) -> None:
+            super().datagram_received(data, address)
+            self.transport.pause_reading()
+
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    transport, protocol = await aiosock.create_datagram_endpoint(OneAtATime, sock=left)
+    events = protocol.events
+    with right:
+        for data in (b"1", b"2", b"3"):
+            right.send(data)
+        for count in (2, 3):  # "made" and one datagram more each time
+            assert await turns_until(lambda: len(events) >= count)  # noqa: B023
+            assert not await turns_until(lambda: len(events) > count, 20)  # noqa: B023
+            assert not transport.is_reading()
+            transport.resume_reading()
+        transport.close()
+        assert await closed(protocol) is None
+    assert events == ["made", b"1", b"2", "lost"]  # b"3" was never read
+    assert transport.stats.received == 2
+
+
+async def test_closing_in_error_received_delivers_nothing_after(
+    free_udp_port: Callable[[str], int],
+) -> None:
+    class CloseOnError(KeepsTransport):
+        def error_received(self, exc: Exception) -> None:
+            super().error_received(exc)
+            self.transport.close()
+
+    port = free_udp_port("127.0.0.1")
+    transport, protocol = await aiosock.create_datagram_endpoint(
+        CloseOnError, remote=f"udp://127.0.0.1:{port}"
+    )
+    transport.send(b"anyone?")  # refused: an ICMP port unreachable comes back
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as late:
+        late.bind(("127.0.0.1", port))  # someone there now, who answers
+        late.sendto(b"too late", transport.get_extra_info("sockname"))
+        # Both wait in the socket: the refusal, read first, closes it.
+        assert await closed(protocol) is None
+    assert protocol.events == ["made", ConnectionRefusedError, "lost"]
+    assert (transport.stats.errors, transport.stats.received) == (1, 0)
+
+
+async def test_a_connected_endpoint_reads_on_after_every_refusal(
+    free_udp_port: Callable[[str], int],
+) -> None:
+    port = free_udp_port("127.0.0.1")
+    async with await aiosock.connect_datagram(f"udp://127.0.0.1:{port}") as client:
+        for _ in range(3):
+            await client.send(b"anyone?")
+            with pytest.raises(ConnectionRefusedError):
+                async with asyncio.timeout(5):  # a failure bound
+                    await client.receive()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+            server.bind(("127.0.0.1", port))
+            server.sendto(b"at last", client.transport.get_extra_info("sockname"))
+            async with asyncio.timeout(5):  # a failure bound: it is there
+                assert await client.receive() == b"at last"
+        assert (client.stats.errors, client.stats.received) == (3, 1)
+
+
+def read_all(sock: socket.socket) -> int:
+    """Read every datagram waiting on a non-blocking ``sock``; how many."""
+    count = 0
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            sock.recv(65_536)
+            count += 1
+    return count
+
+
+async def test_the_write_buffer_counts_the_bytes_still_kept() -> None:
+    # Small frames leave the send buffer at its default size: a read by the
+    # peer then makes room for some of what is kept, not for all of it.
+    limits = Limits(max_frame_size=64)
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    right.setblocking(False)
+    transport, protocol = await aiosock.create_datagram_endpoint(
+        Recorder, sock=left, limits=limits
+    )
+    with right:
+        await fill_until_queued(transport, None)  # b"filler" is kept
+        sent_before = transport.stats.sent
+        # Kept behind it: a gather of three parts, then many more; 6 bytes each.
+        kept = 402
+        transport.send([b"ab", b"cd", b"ef"])  # type: ignore[arg-type]
+        for _ in range(kept - 2):
+            transport.send(b"later!")
+        seen_part_sent = False
+        for _ in range(100_000):  # a bound: each turn sends one at least
+            still_kept = kept - (transport.stats.sent - sent_before)
+            assert transport.get_write_buffer_size() == 6 * still_kept
+            if not still_kept:
+                break
+            seen_part_sent |= still_kept < kept - 1  # the gather went, not all
+            with contextlib.suppress(BlockingIOError):
+                right.recv(100)  # room for more
+            await asyncio.sleep(0)  # a turn of the loop, for the transport
+        assert transport.get_write_buffer_size() == 0
+        assert seen_part_sent
+        transport.close()
+        assert await closed(protocol) is None
+
+
+async def test_each_kept_datagram_that_fails_is_counted_and_the_next_go(
+    abstract_name: str,
+) -> None:
+    failures: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, c: failures.append(c))
+    name = abstract_name
+    transport, protocol = await aiosock.create_datagram_endpoint(
+        Recorder, local=f"unixgram:@{name}-server"
+    )
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    other.bind(f"\0{name}-other")
+    other.setblocking(False)
+    slow = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    slow.bind(f"\0{name}-slow")
+    with other:
+        with slow:
+            slow_address = UnixDatagramAddress(path=f"{name}-slow", abstract=True)
+            filled = await fill_until_queued(transport, slow_address)
+            transport.send(b"lost too", slow_address)
+            transport.send(b"goes", f"unixgram:@{name}-other")
+        # The slow peer is gone: its two kept datagrams fail, the next goes.
+        assert await turns_until(lambda: transport.get_write_buffer_size() == 0)
+        assert other.recv(100) == b"goes"
+    transport.close()
+    assert await closed(protocol) is None
+    assert protocol.events.count(ConnectionRefusedError) == 2
+    assert (transport.stats.sent, transport.stats.errors) == (filled, 2)
+    assert failures == []
+
+
+async def test_pause_and_resume_writing_come_once_per_crossing() -> None:
+    class WaterMarks(Recorder):
+        def pause_writing(self) -> None:
+            self.events.append("pause")
+
+        def resume_writing(self) -> None:
+            self.events.append("resume")
+
+    limits = Limits(write_high_water=10, write_low_water=0)
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    right.setblocking(False)
+    transport, protocol = await aiosock.create_datagram_endpoint(
+        WaterMarks, sock=left, limits=limits
+    )
+    with right:
+        for _ in range(2):
+            await fill_until_queued(transport, None)  # 6 bytes kept: below
+            transport.send(b"12345")  # 11 kept: above high water
+            transport.send(b"12345")  # still above: no second pause
+            assert transport.get_write_buffer_size() == 16
+            assert await turns_until(
+                lambda: read_all(right) >= 0 and not transport.get_write_buffer_size()
+            )
+        transport.close()
+        assert await closed(protocol) is None
+    marks = [event for event in protocol.events if event in ("pause", "resume")]
+    assert marks == ["pause", "resume", "pause", "resume"]
+
+
+async def test_abort_closes_at_once() -> None:
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    transport, protocol = await aiosock.create_datagram_endpoint(Recorder, sock=left)
+    with right:
+        transport.abort()
+        assert transport.is_closing()
+        assert not transport.is_reading()
+        with pytest.raises(ClosedResourceError, match=r"^the endpoint was closed$"):
+            transport.send(b"x")
+        transport.abort()  # idempotent
+        assert await closed(protocol) is None
+    assert protocol.events == ["made", "lost"]
+    assert transport.stats.sent == 0
+
+
+async def test_a_socket_closed_under_the_endpoint_ends_it_at_the_next_send() -> None:
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    transport, protocol = await aiosock.create_datagram_endpoint(Recorder, sock=left)
+    with right:
+        transport.get_extra_info("socket").close()  # a mistake of the program's
+        with pytest.raises(ClosedResourceError) as caught:
+            transport.send(b"x")
+        assert isinstance(caught.value.__cause__, OSError)
+        assert caught.value.__cause__.errno == errno.EBADF
+        assert transport.is_closing()
+        with pytest.raises(ClosedResourceError):
+            transport.send(b"again")  # refused as closed: not tried again
+        lost = await closed(protocol)
+    assert isinstance(lost, ClosedResourceError)
+    assert isinstance(lost.__cause__, OSError)
+    assert lost.__cause__.errno == errno.EBADF
+    assert protocol.events == ["made", "lost"]
+    assert transport.stats.errors == 1
+
+
+async def test_a_socket_closed_under_a_reading_endpoint_ends_it() -> None:
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    transport, protocol = await aiosock.create_datagram_endpoint(Recorder, sock=left)
+    with right:
+        right.send(b"first")
+        assert await turns_until(lambda: transport.stats.received == 1)
+        # A copy of the descriptor lives on (as in a forked child), so the
+        # socket, and the loop's watch on it, outlive the close.
+        copy = os.dup(left.fileno())
+        try:
+            left.close()  # the transport's socket: a mistake of the program's
+            right.send(b"second")
+            lost = await closed(protocol)
+        finally:
+            os.close(copy)
+    assert isinstance(lost, ClosedResourceError)
+    assert isinstance(lost.__cause__, OSError)
+    assert lost.__cause__.errno == errno.EBADF
+    assert protocol.events == ["made", b"first", "lost"]
+    assert transport.stats.received == 1
+
+
+async def test_extra_info_gives_the_socket_and_its_names_as_asyncio_does() -> None:
+    async with await aiosock.open_datagram("udp://127.0.0.1:0") as server:
+        assert isinstance(server.local_address, UDPAddress)
+        name = ("127.0.0.1", server.local_address.port)
+        async with await aiosock.connect_datagram(server.local_address) as client:
+            sock = client.transport.get_extra_info("socket")
+            assert isinstance(sock, socket.socket)
+            assert client.transport.get_extra_info("sockname") == sock.getsockname()
+            assert client.transport.get_extra_info("peername") == name
+            assert server.transport.get_extra_info("sockname") == name
+            # not connected: no peer name, and no error
+            assert server.transport.get_extra_info("peername", "none") == "none"
+            assert client.transport.get_extra_info("nonsense", 42) == 42
