@@ -545,7 +545,6 @@ class SocketDatagramTransport(DatagramTransport):
         self._closing = True
         self._error = ClosedResourceError("the endpoint was closed")
         self.pause_reading()
-        self._reading = False
         if not self._pending:
             self._finish(None)
 
@@ -583,7 +582,6 @@ class SocketDatagramTransport(DatagramTransport):
             self._sock.close()
             if self._created is not None:
                 remove_if_ours(self._created)
-                self._created = None
 
 
 def _name(family: int, call: Callable[[], Sockaddr]) -> Address | None:
