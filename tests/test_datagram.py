@@ -61,6 +61,15 @@ def short_tmp(tmp_path: Path) -> Path:
     return tmp_path if len(str(tmp_path)) < 80 else Path("/tmp")
 
 
+@pytest.fixture
+async def loop_failures() -> list[dict[str, object]]:
+    """What reaches the running loop's exception handler during the test: an
+    exception raised by a callback the loop ran (none should be)."""
+    failures: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, c: failures.append(c))
+    return failures
+
+
 @pytest.mark.parametrize(
     "server_address",
     ["udp://127.0.0.1:0", "udp://[::1]:0", "unixgram", "unixgram:@"],
@@ -781,7 +790,7 @@ async def test_pausing_in_datagram_received_stops_delivery_at_once() -> None:
         for count in (2, 3):  # "made" and one datagram more each time
             assert await turns_until(lambda: len(events) >= count)  # noqa: B023
             assert not await turns_until(lambda: len(events) > count, 20)  # noqa: B023
-            assert not transport.is_reading()
+            assert transport.is_reading() is False
             transport.resume_reading()
         transport.close()
         assert await closed(protocol) is None
@@ -873,10 +882,8 @@ async def test_the_write_buffer_counts_the_bytes_still_kept() -> None:
 
 
 async def test_each_kept_datagram_that_fails_is_counted_and_the_next_go(
-    abstract_name: str,
+    abstract_name: str, loop_failures: list[dict[str, object]]
 ) -> None:
-    failures: list[dict[str, object]] = []
-    asyncio.get_running_loop().set_exception_handler(lambda _, c: failures.append(c))
     name = abstract_name
     transport, protocol = await aiosock.create_datagram_endpoint(
         Recorder, local=f"unixgram:@{name}-server"
@@ -899,7 +906,7 @@ async def test_each_kept_datagram_that_fails_is_counted_and_the_next_go(
     assert await closed(protocol) is None
     assert protocol.events.count(ConnectionRefusedError) == 2
     assert (transport.stats.sent, transport.stats.errors) == (filled, 2)
-    assert failures == []
+    assert loop_failures == []
 
 
 async def test_pause_and_resume_writing_come_once_per_crossing() -> None:
@@ -910,23 +917,27 @@ async def test_pause_and_resume_writing_come_once_per_crossing() -> None:
         def resume_writing(self) -> None:
             self.events.append("resume")
 
-    limits = Limits(write_high_water=10, write_low_water=0)
+    limits = Limits(write_high_water=12, write_low_water=0)
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     right.setblocking(False)
     transport, protocol = await aiosock.create_datagram_endpoint(
         WaterMarks, sock=left, limits=limits
     )
+    marks: list[object] = []
     with right:
         for _ in range(2):
-            await fill_until_queued(transport, None)  # 6 bytes kept: below
-            transport.send(b"12345")  # 11 kept: above high water
-            transport.send(b"12345")  # still above: no second pause
-            assert transport.get_write_buffer_size() == 16
+            await fill_until_queued(transport, None)  # 6 bytes kept
+            transport.send(b"123456")  # 12 kept: at high water, not above
+            marks.append(protocol.events[-1])
+            transport.send(b"1")  # 13 kept: above
+            transport.send(b"1")  # still above: no second pause
+            assert transport.get_write_buffer_size() == 14
             assert await turns_until(
                 lambda: read_all(right) >= 0 and not transport.get_write_buffer_size()
             )
         transport.close()
         assert await closed(protocol) is None
+    assert marks == ["made", "resume"]  # no pause at high water itself
     marks = [event for event in protocol.events if event in ("pause", "resume")]
     assert marks == ["pause", "resume", "pause", "resume"]
 
@@ -935,9 +946,9 @@ async def test_abort_closes_at_once() -> None:
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     transport, protocol = await aiosock.create_datagram_endpoint(Recorder, sock=left)
     with right:
+        assert (transport.is_closing(), transport.is_reading()) == (False, True)
         transport.abort()
-        assert transport.is_closing()
-        assert not transport.is_reading()
+        assert (transport.is_closing(), transport.is_reading()) == (True, False)
         with pytest.raises(ClosedResourceError, match=r"^the endpoint was closed$"):
             transport.send(b"x")
         transport.abort()  # idempotent
@@ -1001,3 +1012,166 @@ async def test_extra_info_gives_the_socket_and_its_names_as_asyncio_does() -> No
             # not connected: no peer name, and no error
             assert server.transport.get_extra_info("peername", "none") == "none"
             assert client.transport.get_extra_info("nonsense", 42) == 42
+
+
+async def test_adopting_takes_the_descriptor_or_the_socket_and_nothing_else(
+    abstract_name: str, loop_failures: list[dict[str, object]]
+) -> None:
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with right:
+        fd = left.fileno()
+        given = f"^fd://{fd} is adopted as it is: give nothing else$"
+        with pytest.raises(ValueError, match=given):
+            await aiosock.create_datagram_endpoint(
+                Recorder, local=f"fd://{fd}", remote=f"unixgram:@{abstract_name}"
+            )
+        with pytest.raises(ValueError, match=given):
+            await aiosock.create_datagram_endpoint(
+                Recorder, local=f"fd://{fd}", sock=right
+            )
+        alone = "^sock= is adopted as it is: give no address with it$"
+        with pytest.raises(ValueError, match=alone):
+            await aiosock.create_datagram_endpoint(
+                Recorder, sock=left, local="unixgram:@x"
+            )
+        with pytest.raises(ValueError, match=alone):
+            await aiosock.create_datagram_endpoint(
+                Recorder, sock=left, remote="unixgram:@x"
+            )
+        left.getsockname()  # refused: still open, the caller's
+        transport, protocol = await aiosock.create_datagram_endpoint(
+            Recorder, local=f"fd://{left.detach()}"
+        )
+        assert transport.connected
+        transport.send(b"adopted")
+        assert right.recv(100) == b"adopted"
+        transport.close()
+        assert await closed(protocol) is None
+    assert loop_failures == []
+
+
+@pytest.mark.parametrize(
+    ("host", "largest"), [("127.0.0.1", 65_507), ("[::1]", 65_527)]
+)
+async def test_a_bound_udp_endpoint_sends_the_largest_datagram_of_its_family(
+    host: str, largest: int
+) -> None:
+    async with await aiosock.open_datagram(f"udp://{host}:0") as endpoint:
+        assert endpoint.max_datagram_size == largest
+        itself = endpoint.local_address
+        await endpoint.send(bytes(largest), itself)
+        assert await endpoint.receive() == (bytes(largest), itself)
+        with pytest.raises(DatagramTooLarge):
+            await endpoint.send(bytes(largest + 1), itself)
+
+
+async def test_a_gather_goes_to_the_address_given_now_or_later(
+    abstract_name: str,
+) -> None:
+    transport, protocol = await aiosock.create_datagram_endpoint(
+        Recorder, local=f"unixgram:@{abstract_name}-server"
+    )
+    peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    peer.bind(f"\0{abstract_name}-peer")
+    peer.setblocking(False)
+    address = UnixDatagramAddress(path=f"{abstract_name}-peer", abstract=True)
+    with peer:
+        transport.send([b"ab", memoryview(b"cd")], address)  # type: ignore[arg-type]
+        assert peer.recv(100) == b"abcd"
+        filled = await fill_until_queued(transport, address)
+        transport.send([b"ef", b"gh"], address)  # type: ignore[arg-type]
+        got: list[bytes] = []
+
+        def peer_reads() -> bool:
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    got.append(peer.recv(100))
+            return not transport.get_write_buffer_size()
+
+        assert await turns_until(peer_reads)
+        peer_reads()
+        assert got == [b"filler"] * filled + [b"efgh"]
+    transport.close()
+    assert await closed(protocol) is None
+
+
+async def test_a_connected_endpoint_sends_to_its_peer_named_or_not(
+    abstract_name: str,
+) -> None:
+    server_address = UnixDatagramAddress(path=abstract_name, abstract=True)
+    async with (
+        await aiosock.open_datagram(server_address) as server,
+        await aiosock.connect_datagram(server_address) as client,
+    ):
+        await client.send(b"1")
+        await client.send(b"2", server_address)
+        await client.send(b"3", f"unixgram:@{abstract_name}")
+        for data in (b"1", b"2", b"3"):
+            assert await server.receive() == (data, client.local_address)
+        other = "unixgram:@elsewhere"
+        message = f"^this endpoint is connected to {server_address}: "
+        with pytest.raises(ValueError, match=f"{message}it cannot send to {other}$"):
+            await client.send(b"4", other)
+        with pytest.raises(
+            ValueError, match=r"^this endpoint is not connected: give an address$"
+        ):
+            await server.send(b"5")
+        assert (client.stats.sent, server.stats.sent) == (3, 0)
+
+
+async def test_close_refuses_sends_at_once_and_reading_stays_stopped() -> None:
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    transport, protocol = await aiosock.create_datagram_endpoint(Recorder, sock=left)
+    with right:
+        transport.close()
+        assert (transport.is_closing(), transport.is_reading()) == (True, False)
+        transport.resume_reading()
+        assert transport.is_reading() is False
+        with pytest.raises(ClosedResourceError, match=r"^the endpoint was closed$"):
+            transport.send(b"x")
+        assert await closed(protocol) is None
+    assert protocol.events == ["made", "lost"]
+    assert transport.stats.sent == 0
+
+
+async def test_a_datagram_kept_behind_a_full_peer_goes_after_a_refused_send(
+    abstract_name: str, loop_failures: list[dict[str, object]]
+) -> None:
+    transport, protocol = await aiosock.create_datagram_endpoint(
+        Recorder, local=f"unixgram:@{abstract_name}-server"
+    )
+    slow = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    slow.bind(f"\0{abstract_name}-slow")
+    slow.setblocking(False)
+    with slow:
+        transport.send(b"lost", f"unixgram:@{abstract_name}-gone")  # refused
+        slow_address = UnixDatagramAddress(path=f"{abstract_name}-slow", abstract=True)
+        filled = await fill_until_queued(transport, slow_address)  # and one kept
+        assert protocol.events == ["made", ConnectionRefusedError]
+        assert await turns_until(
+            lambda: read_all(slow) >= 0 and not transport.get_write_buffer_size()
+        )
+    transport.close()
+    assert await closed(protocol) is None
+    assert (transport.stats.sent, transport.stats.errors) == (filled, 1)
+    assert loop_failures == []
+
+
+async def test_dropped_counts_what_the_queue_and_an_abort_gave_up() -> None:
+    limits = Limits(datagram_queue=1)
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    _, endpoint = await aiosock.create_datagram_endpoint(
+        lambda: Endpoint[bytes](limits), sock=left, limits=limits
+    )
+    with right:
+        for data in (b"1", b"2", b"3"):
+            right.send(data)
+        assert await turns_until(lambda: endpoint.stats.received == 3)
+        assert endpoint.stats.dropped == 2  # the queue holds one
+        await fill_until_queued(endpoint.transport, None)
+        endpoint.transport.send(b"kept too")
+        endpoint.transport.abort()  # gives up the two kept
+        assert endpoint.transport.get_write_buffer_size() == 0
+        assert endpoint.stats.dropped == 4
+        await endpoint.aclose()  # and the one queued
+    assert endpoint.stats.dropped == 5

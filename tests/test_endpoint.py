@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import gc
 import socket
 from collections.abc import Callable
 
@@ -16,6 +18,7 @@ import pytest
 
 import aiosock
 from aiosock import (
+    ClosedResourceError,
     DatagramTooLarge,
     Endpoint,
     LengthPrefixed,
@@ -198,3 +201,114 @@ async def test_send_waits_while_more_than_high_water_is_kept() -> None:
             await sending  # returned once everything kept went
             assert endpoint.transport.get_write_buffer_size() == 0
             await endpoint.send(b"at once")
+
+
+async def socketpair_endpoint(
+    limits: Limits | None = None,
+) -> tuple[Endpoint[bytes], socket.socket]:
+    """An endpoint on one end of a socketpair, and the other end, non-blocking."""
+    limits = limits or Limits()
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    right.setblocking(False)
+    _, endpoint = await aiosock.create_datagram_endpoint(
+        lambda: Endpoint[bytes](limits), sock=left, limits=limits
+    )
+    return endpoint, right
+
+
+def fill(endpoint: Endpoint[bytes]) -> int:
+    """Send until the endpoint keeps one for later (the peer's queue is full)."""
+    for count in range(1, 100_000):
+        endpoint.transport.send(b"filler")
+        if endpoint.transport.get_write_buffer_size():
+            return count
+    raise AssertionError("the peer's queue never filled")
+
+
+async def test_receive_gives_up_after_the_read_timeout() -> None:
+    endpoint, peer = await socketpair_endpoint(Limits(read_timeout=0.01))
+    async with endpoint:
+        with peer:
+            receiving = asyncio.create_task(endpoint.receive())
+            await asyncio.wait({receiving}, timeout=WAIT)  # a failure bound
+            assert isinstance(receiving.exception(), TimeoutError)
+            peer.send(b"later")  # the endpoint goes on
+            assert await endpoint.receive() == b"later"
+
+
+def cancelled_futures() -> int:
+    gc.collect()
+    return sum(
+        isinstance(thing, asyncio.Future) and thing.cancelled()
+        for thing in gc.get_objects()
+    )
+
+
+async def test_receives_that_time_out_keep_nothing() -> None:
+    # A server that polls an idle socket with a read timeout must not grow.
+    endpoint, peer = await socketpair_endpoint(Limits(read_timeout=0.001))
+    async with endpoint:
+        with peer:
+            before = cancelled_futures()
+            for _ in range(50):
+                with pytest.raises(TimeoutError):
+                    await endpoint.receive()
+            assert cancelled_futures() - before < 10
+            peer.send(b"still")
+            assert await endpoint.receive() == b"still"
+
+
+async def test_aclose_ends_a_blocked_receive_before_the_kept_datagrams_go() -> None:
+    endpoint, peer = await socketpair_endpoint()
+    with peer:
+        filled = fill(endpoint)
+        receiving = asyncio.create_task(endpoint.receive())
+        assert not await turns_until(receiving.done, 20)
+        closing = asyncio.create_task(endpoint.aclose())
+        assert await turns_until(receiving.done)
+        assert not closing.done()  # it sends what is kept first
+        with pytest.raises(ClosedResourceError, match=r"^the endpoint was closed$"):
+            receiving.result()
+
+        def peer_reads() -> bool:
+            read_all(peer)
+            return closing.done()
+
+        assert await turns_until(peer_reads)
+        await closing
+    assert (endpoint.stats.sent, endpoint.stats.dropped) == (filled, 0)
+
+
+async def test_a_receive_raises_why_the_endpoint_ended_under_it() -> None:
+    endpoint, peer = await socketpair_endpoint()
+    async with endpoint:
+        with peer:
+            receiving = asyncio.create_task(endpoint.receive())
+            assert not await turns_until(receiving.done, 20)
+            endpoint.transport.get_extra_info("socket").close()  # a mistake
+            with pytest.raises(ClosedResourceError):
+                await endpoint.send(b"x")
+            await asyncio.wait({receiving}, timeout=WAIT)  # a failure bound
+            error = receiving.exception()
+    assert isinstance(error, ClosedResourceError)
+    assert isinstance(error.__cause__, OSError)
+    assert error.__cause__.errno == errno.EBADF
+
+
+async def test_an_abort_ends_a_send_waiting_above_high_water() -> None:
+    endpoint, peer = await socketpair_endpoint(
+        Limits(write_high_water=10, write_low_water=0)
+    )
+    async with endpoint:
+        with peer:
+            fill(endpoint)
+            sending = asyncio.create_task(endpoint.send(b"0123456789"))
+            receiving = asyncio.create_task(endpoint.receive())
+            assert not await turns_until(lambda: sending.done() or receiving.done(), 20)
+            endpoint.transport.abort()
+            await asyncio.wait({sending, receiving}, timeout=WAIT)  # a failure bound
+    for task in (sending, receiving):
+        error = task.exception()
+        assert isinstance(error, ClosedResourceError)
+        assert str(error) == "the endpoint was closed"
+    assert endpoint.stats.dropped == 2
