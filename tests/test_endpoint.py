@@ -233,6 +233,7 @@ async def test_receive_gives_up_after_the_read_timeout() -> None:
             await asyncio.wait({receiving}, timeout=WAIT)  # a failure bound
             assert isinstance(receiving.exception(), TimeoutError)
             peer.send(b"later")  # the endpoint goes on
+            assert await turns_until(lambda: endpoint.stats.received == 1)
             assert await endpoint.receive() == b"later"
 
 
@@ -255,6 +256,7 @@ async def test_receives_that_time_out_keep_nothing() -> None:
                     await endpoint.receive()
             assert cancelled_futures() - before < 10
             peer.send(b"still")
+            assert await turns_until(lambda: endpoint.stats.received == 1)
             assert await endpoint.receive() == b"still"
 
 
