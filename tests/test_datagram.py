@@ -1212,3 +1212,21 @@ async def test_dropped_counts_what_the_queue_and_an_abort_gave_up() -> None:
         assert endpoint.stats.dropped == 4
         await endpoint.aclose()  # and the one queued
     assert endpoint.stats.dropped == 5
+
+
+async def test_closing_in_connection_made_never_starts_reading() -> None:
+    class CloseAtOnce(Recorder):
+        def connection_made(self, transport: aiosock.DatagramTransport) -> None:
+            super().connection_made(transport)
+            transport.close()
+
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with right:
+        right.send(b"never read")
+        transport, protocol = await aiosock.create_datagram_endpoint(
+            CloseAtOnce, sock=left
+        )
+        assert (transport.is_closing(), transport.is_reading()) == (True, False)
+        assert await closed(protocol) is None
+    assert protocol.events == ["made", "lost"]
+    assert transport.stats.received == 0
