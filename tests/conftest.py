@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import os
 import secrets
+import socket
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -72,3 +74,50 @@ def abstract_name() -> str:
     more names from this one (``f"{abstract_name}-slow"``).
     """
     return f"aiosock-test-{secrets.token_hex(8)}"
+
+
+def _free_udp_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def free_udp_port() -> Callable[[str], int]:
+    """A function giving a UDP port of a loopback ``host`` that nobody is
+    bound to now: the kernel's pick, released. A datagram sent there is
+    refused (ICMP port unreachable) until someone binds it.
+    """
+    return _free_udp_port
+
+
+@pytest.fixture
+async def two_family_name(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A host name with a loopback address of each IP family, IPv4 first,
+    as the running loop's resolver answers it.
+
+    Most machines' ``localhost`` is such a name, but not every one's (some
+    have no ``::1`` for it): this one does not depend on ``/etc/hosts``.
+    The answer honours ``family``, as a real resolver does.
+    """
+    loop = asyncio.get_running_loop()
+    resolve = loop.getaddrinfo
+    name = "two-families.aiosock.test"
+
+    async def getaddrinfo(
+        host: Any, port: Any, *, family: int = 0, **options: Any
+    ) -> list[tuple[Any, ...]]:
+        if host != name:
+            return await resolve(host, port, family=family, **options)
+        answers = [
+            (socket.AF_INET, socket.SOCK_DGRAM, 17, "", ("127.0.0.1", port)),
+            (socket.AF_INET6, socket.SOCK_DGRAM, 17, "", ("::1", port, 0, 0)),
+        ]
+        found = [answer for answer in answers if family in (0, answer[0])]
+        if not found:
+            raise socket.gaierror(socket.EAI_FAMILY, "no address of that family")
+        return found
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    return name

@@ -302,13 +302,13 @@ class SocketDatagramTransport(DatagramTransport):
     def _socket_error(self, exc: OSError) -> bool:
         """Report an error from the socket; True if reading may go on."""
         if exc.errno in _CLOSED_ERRNOS:
-            self._fatal(exc)
-            return False
-        # ICMP errors (refused, unreachable) belong to an earlier datagram;
-        # the socket stays usable, as every OS treats it.
-        self.stats.errors += 1
-        self._schedule_rearm()
-        self._protocol.error_received(exc)
+            self._fatal(exc)  # which stops reading
+        else:
+            # ICMP errors (refused, unreachable) belong to an earlier
+            # datagram; the socket stays usable, as every OS treats it.
+            self.stats.errors += 1
+            self._schedule_rearm()
+            self._protocol.error_received(exc)
         return self._reading
 
     def _schedule_rearm(self) -> None:
@@ -548,7 +548,6 @@ class SocketDatagramTransport(DatagramTransport):
         self._closing = True
         self._error = ClosedResourceError("the endpoint was closed")
         self.pause_reading()
-        self._reading = False
         if not self._pending:
             self._finish(None)
 
@@ -586,7 +585,6 @@ class SocketDatagramTransport(DatagramTransport):
             self._sock.close()
             if self._created is not None:
                 remove_if_ours(self._created)
-                self._created = None
 
 
 def _name(family: int, call: Callable[[], Sockaddr]) -> Address | None:
@@ -716,6 +714,4 @@ async def _udp_socket(
         plan = infos[0][0], infos[0][4]
     family, bind_to = plan
     dual_stack = local is not None and not local.host
-    sock = udp_socket(family, bind_to, connect_to, dual_stack=dual_stack)
-    sock.setblocking(False)
-    return sock
+    return udp_socket(family, bind_to, connect_to, dual_stack=dual_stack)

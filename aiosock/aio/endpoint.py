@@ -85,7 +85,6 @@ class Endpoint(DatagramProtocol, Generic[T]):
     def connection_made(self, transport: DatagramTransport) -> None:
         self._transport = transport
         transport.stats = self.stats  # one set of counters for both layers
-        self._queue.stats = self.stats
         self._connected = transport.connected
 
     def datagram_received(self, data: bytes, address: Address | None) -> None:
