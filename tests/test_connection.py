@@ -7,6 +7,7 @@ import socket
 import struct
 
 import pytest
+from test_protocol import FILLER, fill_write_buffer, read_exactly  # a sibling
 
 import aiosock
 from aiosock import (
@@ -316,28 +317,6 @@ async def test_messages_keep_their_order_whatever_their_buffer_type() -> None:
     await conn.aclose()
 
 
-def fill_write_buffer(conn: Connection) -> int:
-    """Send until some bytes wait in the process, not the kernel; how many were sent."""
-    chunk = bytes(64 * 1024)
-    for count in range(1, 1001):  # 64 MiB at most: far past any socket buffer
-        conn.transport.send(chunk)
-        if conn.transport.get_write_buffer_size() > 0:
-            return count * len(chunk)
-    raise AssertionError("the kernel took 64 MiB from a peer that does not read")
-
-
-async def read_exactly(sock: socket.socket, size: int) -> bytes:
-    """``size`` bytes from the non-blocking ``sock``, or fail within 10 s."""
-    loop = asyncio.get_running_loop()
-    data = bytearray()
-    async with asyncio.timeout(10):
-        while len(data) < size:
-            chunk = await loop.sock_recv(sock, size - len(data))
-            assert chunk, f"EOF after {len(data)} of {size} bytes"
-            data += chunk
-    return bytes(data)
-
-
 async def read_to_the_end(peer: socket.socket) -> int:
     """How many bytes ``peer`` receives before EOF (or a reset)."""
     loop = asyncio.get_running_loop()
@@ -359,7 +338,7 @@ async def test_aclose_aborts_after_close_timeout_when_the_peer_does_not_read() -
     conn, peer = await tcp_pair(Limits(close_timeout=close_timeout))
     loop = asyncio.get_running_loop()
     with peer:
-        sent = fill_write_buffer(conn)
+        sent = fill_write_buffer(conn.transport) * len(FILLER)
         start = loop.time()
         async with asyncio.timeout(10):
             await conn.aclose()
@@ -372,7 +351,7 @@ async def test_aclose_aborts_after_close_timeout_when_the_peer_does_not_read() -
 async def test_a_cancelled_aclose_aborts_at_once() -> None:
     conn, peer = await tcp_pair(Limits(close_timeout=60))
     with peer:
-        sent = fill_write_buffer(conn)
+        sent = fill_write_buffer(conn.transport) * len(FILLER)
         closing = asyncio.create_task(conn.aclose())
         await asyncio.sleep(0)  # one turn: aclose() is now waiting
         closing.cancel()
