@@ -500,14 +500,14 @@ def adapter_for(
 ) -> type[StreamAdapter]:
     """The adapter class for ``codec`` on ``loop``.
 
-    A ``BufferedProtocol`` on asyncio's loop, a plain ``Protocol`` on
-    uvloop. Measured with ``python -m benchmarks.micro`` (1 KiB ping-pong
-    over 10 Unix socket pairs, CPU time per round trip): on asyncio the
-    buffered adapter is 2x the plain one in a fresh process and even
-    with it once glibc's threshold is up; on uvloop the two are level
-    (uvloop already reads into a buffer of its own), and the plain one
-    is a call less per read. The pass-through variants serve a ``Raw``
-    codec whose ``max_size`` is at least what one read can return.
+    A ``BufferedProtocol`` on asyncio's loop, where reading into one
+    reused buffer saves allocating a fresh 256 KiB ``bytes`` per read (the
+    README's ``python -m benchmarks.micro`` table shows what that is
+    worth). A plain ``Protocol`` on uvloop, which reads into a buffer of
+    its own and never asks an adapter that is also an ``asyncio.Protocol``
+    for one: there the plain adapter is a call less per read. The
+    pass-through variants serve a ``Raw`` codec whose ``max_size`` is at
+    least what one read can return.
     """
     if is_uvloop(loop):
         if isinstance(codec, Raw) and codec.max_size >= LOOP_READ_MAX:
