@@ -102,7 +102,8 @@ class Limits:
     max_frame_size: int = attrs.field(
         default=DEFAULT_MAX_FRAME_SIZE, validator=[_INT, _positive]
     )
-    #: Bytes asked of the socket per read.
+    #: Bytes asked of a stream socket per read on asyncio's loop (uvloop
+    #: reads up to its own 256 KiB whatever this says).
     read_size: int = attrs.field(default=DEFAULT_READ_SIZE, validator=[_INT, _positive])
     #: Queued incoming message bytes above which a connection stops reading
     #: the socket until its reader catches up (to half of it).
