@@ -3,7 +3,7 @@
 ``make mutants`` runs mutmut, then this. It reads the results mutmut left
 in ``mutants/`` and prints one row per mutated module: mutants, killed
 (a failing test, a timeout or a crash all count: the suite noticed; the
-timeouts are shown apart), those left alive, and the score. Then every
+timeouts and crashes are shown apart), those left alive, and the score. Then every
 survivor, with the line it changed.
 
 A survivor is either killed by a new test or listed in
@@ -35,8 +35,12 @@ EQUIVALENTS = Path(__file__).with_name("equivalent-mutants.toml")
 # directly; the asyncio modules have paths only a broken network reaches.
 GOALS = {"aiosock.core.": 0.90, "aiosock.aio.": 0.80}
 
-# What counts as the suite noticing the mutant.
-DETECTED = {"killed", "timeout", "segfault", "caught by type check"}
+# What counts as the suite noticing the mutant. A forked worker sometimes
+# dies by SIGSEGV or SIGABRT after a test failed (uvloop and the loop's
+# threads do not survive every fork); run without forking, each of those
+# mutants we checked fails a test. mutmut calls SIGABRT "suspicious".
+DETECTED = {"killed", "timeout", "segfault", "crashed", "caught by type check"}
+_SIGABRT = -6
 
 _NUMBER = re.compile(r"__mutmut_\d+$")
 
@@ -69,7 +73,8 @@ def load_results() -> dict[str, tuple[str, Path]]:
         source = meta.relative_to(ROOT / "mutants").with_suffix("")
         codes = json.loads(meta.read_text())["exit_code_by_key"]
         for mutant, code in codes.items():
-            results[mutant] = (status_by_exit_code[code], source)
+            status = "crashed" if code == _SIGABRT else status_by_exit_code[code]
+            results[mutant] = (status, source)
     return results
 
 
@@ -85,8 +90,8 @@ def main() -> int:
         print("no mutmut results: run `make mutants`", file=sys.stderr)
         return 1
     equivalents = load_equivalents()
-    # [detected, of which timed out, all]
-    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    # [detected, of which timed out, of which crashed, all]
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     unexplained: list[str] = []
     explained: list[str] = []
     unchecked = sum(status == "not checked" for status, _ in results.values())
@@ -94,10 +99,11 @@ def main() -> int:
         print(f"{unchecked} mutants were never run: the run did not finish")
     for mutant, (status, source) in sorted(results.items()):
         row = totals[module_of(mutant)]
-        row[2] += 1
+        row[3] += 1
         if status in DETECTED:
             row[0] += 1
             row[1] += status == "timeout"
+            row[2] += status in ("segfault", "crashed")
             continue
         text = mutated_text(mutant, source)
         key = (function_of(mutant), " ".join(text.split()))
@@ -109,15 +115,15 @@ def main() -> int:
     failed = False
     print(
         f"{'module':<24} {'mutants':>7} {'killed':>6} {'(hung)':>6} "
-        f"{'left':>5} {'score':>6}"
+        f"{'(crash)':>7} {'left':>5} {'score':>6}"
     )
-    for module, (detected, hung, total) in sorted(totals.items()):
+    for module, (detected, hung, crashed, total) in sorted(totals.items()):
         score = detected / total
         goal = next(g for prefix, g in GOALS.items() if module.startswith(prefix))
         mark = "" if score >= goal else f"  below the goal of {goal:.0%}"
         failed |= bool(mark)
         print(
-            f"{module:<24} {total:>7} {detected:>6} {hung:>6} "
+            f"{module:<24} {total:>7} {detected:>6} {hung:>6} {crashed:>7} "
             f"{total - detected:>5} {score:>6.1%}{mark}"
         )
     if explained:
