@@ -11,7 +11,7 @@ import re
 import socket
 import stat
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -378,16 +378,44 @@ async def test_unix_path_stale_live_and_foreign_files(tmp_path: Path) -> None:
     path.unlink()
 
 
+async def refused(
+    opening: Awaitable[object], *, given: int | socket.socket | None = None
+) -> str:
+    """The message of the ValueError that ``opening`` must raise.
+
+    ``given`` is what the test handed over, a copy of a descriptor or a
+    socket: a refusal leaves it open, the caller's, so it is closed here (and
+    it fails if the refusal closed it). What is opened instead of refused is
+    closed, so that a failing test leaves no descriptor with two owners.
+    """
+    try:
+        opened = await opening
+    except ValueError as exc:
+        if isinstance(given, socket.socket):
+            given.getsockname()  # still open
+            given.close()
+        elif given is not None:
+            os.close(given)
+        return str(exc)
+    if isinstance(opened, Endpoint):
+        await opened.aclose()
+    elif isinstance(opened, tuple):
+        opened[0].abort()
+    raise AssertionError(f"opened, not refused: {opened!r}")
+
+
 async def test_adopting_a_socket_by_fd(abstract_name: str) -> None:
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    with right:
-        with pytest.raises(ValueError, match="connected"):
-            await aiosock.open_datagram(f"fd://{left.fileno()}")
-        with pytest.raises(ValueError, match="no local address"):
-            await aiosock.connect_datagram(f"fd://{left.fileno()}", local="udp://:0")
-        with pytest.raises(ValueError, match="adopt"):
-            await aiosock.connect_datagram("unixgram:@x", local=f"fd://{left.fileno()}")
-        left.getsockname()  # a descriptor refused is left open, the caller's
+    with left, right:
+        fd = os.dup(left.fileno())
+        message = await refused(aiosock.open_datagram(f"fd://{fd}"), given=fd)
+        assert "connected" in message
+        fd = os.dup(left.fileno())
+        connecting = aiosock.connect_datagram(f"fd://{fd}", local="udp://:0")
+        assert "no local address" in await refused(connecting, given=fd)
+        fd = os.dup(left.fileno())
+        connecting = aiosock.connect_datagram("unixgram:@x", local=f"fd://{fd}")
+        assert "adopt" in await refused(connecting, given=fd)
         endpoint = await aiosock.connect_datagram(f"fd://{left.detach()}")
         async with endpoint:
             assert endpoint.peer_address is None  # an unnamed peer
@@ -399,9 +427,8 @@ async def test_adopting_a_socket_by_fd(abstract_name: str) -> None:
     async with adopted:
         assert isinstance(adopted.local_address, UnixDatagramAddress)
     stream = socket.socket()
-    with pytest.raises(ValueError, match="not a datagram socket"):
-        await aiosock.open_datagram(f"fd://{stream.fileno()}")
-    stream.close()
+    opening = aiosock.open_datagram(f"fd://{stream.fileno()}")
+    assert "not a datagram socket" in await refused(opening, given=stream)
 
 
 async def test_a_sender_bound_to_a_relative_path_comes_unnamed(
@@ -730,14 +757,12 @@ async def test_an_adopted_descriptor_must_be_connected_as_the_call_says(
     bound = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     bound.bind(f"\0{abstract_name}")
     with left, right, bound:
-        connected = rf"^fd://{left.fileno()} is connected: use connect_datagram\(\)$"
-        with pytest.raises(ValueError, match=connected):
-            await aiosock.open_datagram(f"fd://{left.fileno()}")
-        unconnected = (
-            rf"^fd://{bound.fileno()} is not connected: use open_datagram\(\)$"
-        )
-        with pytest.raises(ValueError, match=unconnected):
-            await aiosock.connect_datagram(f"fd://{bound.fileno()}")
+        fd = os.dup(left.fileno())
+        message = await refused(aiosock.open_datagram(f"fd://{fd}"), given=fd)
+        assert message == f"fd://{fd} is connected: use connect_datagram()"
+        fd = os.dup(bound.fileno())
+        message = await refused(aiosock.connect_datagram(f"fd://{fd}"), given=fd)
+        assert message == f"fd://{fd} is not connected: use open_datagram()"
 
 
 async def test_a_bad_datagram_is_reported_with_its_sender() -> None:
@@ -1055,27 +1080,30 @@ async def test_adopting_takes_the_descriptor_or_the_socket_and_nothing_else(
     abstract_name: str, loop_failures: list[dict[str, object]]
 ) -> None:
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    with right:
-        fd = left.fileno()
-        given = f"^fd://{fd} is adopted as it is: give nothing else$"
-        with pytest.raises(ValueError, match=given):
-            await aiosock.create_datagram_endpoint(
-                Recorder, local=f"fd://{fd}", remote=f"unixgram:@{abstract_name}"
-            )
-        with pytest.raises(ValueError, match=given):
-            await aiosock.create_datagram_endpoint(
-                Recorder, local=f"fd://{fd}", sock=right
-            )
-        alone = "^sock= is adopted as it is: give no address with it$"
-        with pytest.raises(ValueError, match=alone):
-            await aiosock.create_datagram_endpoint(
-                Recorder, sock=left, local="unixgram:@x"
-            )
-        with pytest.raises(ValueError, match=alone):
-            await aiosock.create_datagram_endpoint(
-                Recorder, sock=left, remote="unixgram:@x"
-            )
-        left.getsockname()  # refused: still open, the caller's
+    with left, right:
+        fd = os.dup(left.fileno())
+        opening = aiosock.create_datagram_endpoint(
+            Recorder, local=f"fd://{fd}", remote=f"unixgram:@{abstract_name}"
+        )
+        message = await refused(opening, given=fd)
+        assert message == f"fd://{fd} is adopted as it is: give nothing else"
+        fd = os.dup(left.fileno())
+        opening = aiosock.create_datagram_endpoint(
+            Recorder, local=f"fd://{fd}", sock=right
+        )
+        message = await refused(opening, given=fd)
+        assert message == f"fd://{fd} is adopted as it is: give nothing else"
+        alone = "sock= is adopted as it is: give no address with it"
+        sock = socket.socket(fileno=os.dup(left.fileno()))
+        opening = aiosock.create_datagram_endpoint(
+            Recorder, sock=sock, local="unixgram:@x"
+        )
+        assert await refused(opening, given=sock) == alone
+        sock = socket.socket(fileno=os.dup(left.fileno()))
+        opening = aiosock.create_datagram_endpoint(
+            Recorder, sock=sock, remote="unixgram:@x"
+        )
+        assert await refused(opening, given=sock) == alone
         transport, protocol = await aiosock.create_datagram_endpoint(
             Recorder, local=f"fd://{left.detach()}"
         )
