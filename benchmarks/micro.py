@@ -113,7 +113,7 @@ async def _streams(sock: socket.socket) -> None:
 def _aiosock(api: str, adapter: type[StreamAdapter] | None = None) -> Attach:
     async def attach(sock: socket.socket) -> None:
         if adapter is not None:  # force the choice, to measure it
-            aiosock.aio.client.adapter_for = lambda *_: adapter  # type: ignore[attr-defined]
+            aiosock.aio.client.adapter_for = lambda *_: adapter  # type: ignore[attr-defined,assignment]
         address = f"fd://{sock.detach()}"
         if api == "connection":
             connection = await aiosock.connect(address)

@@ -246,7 +246,7 @@ def aiosock_starter(
 
     async def start(address: Address) -> tuple[Address, Close]:
         if adapter is not None:
-            aiosock.aio.server.adapter_for = lambda *_: adapter  # type: ignore[attr-defined]
+            aiosock.aio.server.adapter_for = lambda *_: adapter  # type: ignore[attr-defined,assignment]
         if api == "protocol":
             server = await aiosock.create_server(EchoAiosock, address, codec=codec)
         else:

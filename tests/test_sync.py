@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -232,7 +233,7 @@ def test_large_message_is_written_whole(
     # With a timeout the socket is non-blocking underneath, so 4 MiB goes out
     # in several partial sendmsg() calls that must resume where they stopped.
     with connect(address, codec=codec, timeout=TIMEOUT) as conn:
-        conn.send(message)
+        conn.send(cast(bytes, message))  # any buffer, at run time
         conn.send_eof()
         assert conn.receive() == payload
         with pytest.raises(EndOfStream):
@@ -247,7 +248,7 @@ def test_sent_bytearray_can_be_resized_after_an_error(
     theirs.close()
     message = bytearray(BIG)
     with pytest.raises(BrokenResourceError):
-        conn.send(message)
+        conn.send(cast(bytes, message))  # any buffer, at run time
     message.extend(b"more")  # BufferError if a memoryview still held it
 
 

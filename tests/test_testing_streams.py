@@ -223,7 +223,7 @@ async def test_the_suite_sees_a_close_that_wakes_no_receiver(
 class Heedless(Connection):
     """send() after aclose() returns quietly instead of raising."""
 
-    async def send(self, message: Buffer) -> None:
+    async def send(self, message: bytes) -> None:
         if not self._closed:
             await super().send(message)
 

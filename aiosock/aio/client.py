@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiosock.aio.connection import Connection
 from aiosock.aio.protocol import Protocol, Transport, adapter_for
@@ -16,12 +16,12 @@ from aiosock.core.addresses import (
     UnixAddress,
     parse_address,
 )
-from aiosock.core.codecs import Codec, Raw
+from aiosock.core.codecs import Codec, T, codec_or_raw
 from aiosock.core.limits import Limits
 
 __all__ = ["connect", "create_connection"]
 
-P = TypeVar("P", bound=Protocol)
+P = TypeVar("P", bound=Protocol[Any])
 
 # Pauses between connects to a Unix listener whose backlog is full.
 _UNIX_RETRY_FIRST, _UNIX_RETRY_MAX = 0.001, 0.1
@@ -30,20 +30,22 @@ _UNIX_RETRY_FIRST, _UNIX_RETRY_MAX = 0.001, 0.1
 async def connect(
     address: str | Address,
     *,
-    codec: Codec | None = None,
+    codec: Codec[T] | None = None,
     limits: Limits | None = None,
     timeout: float | None = None,
-) -> Connection:
+) -> Connection[T]:
     """Open a stream connection to ``address`` (tcp, unix or fd).
 
     ``timeout`` bounds the whole connect (resolving the name too) and
     raises :class:`TimeoutError`; a refused or unreachable peer raises
     the ``OSError`` as it is. TCP_NODELAY is on. Cancelling leaves no
-    socket open.
+    socket open. The connection carries the messages of ``codec``
+    (:class:`Raw` chunks of ``bytes`` when None).
     """
     limits = limits or Limits()
-    _, connection = await create_connection(
-        lambda: Connection(limits), address, codec=codec, limits=limits, timeout=timeout
+    connection: Connection[T] = Connection(limits)
+    await create_connection(
+        lambda: connection, address, codec=codec, limits=limits, timeout=timeout
     )
     return connection
 
@@ -52,14 +54,19 @@ async def create_connection(
     protocol_factory: Callable[[], P],
     address: str | Address,
     *,
-    codec: Codec | None = None,
+    codec: Codec[T] | None = None,
     limits: Limits | None = None,
     timeout: float | None = None,
-) -> tuple[Transport, P]:
-    """Like :func:`connect`, for the callback API: returns (transport, protocol)."""
+) -> tuple[Transport[T], P]:
+    """Like :func:`connect`, for the callback API: returns (transport, protocol).
+
+    The protocol's ``message_received`` gets the messages of ``codec``;
+    mypy cannot tie a factory's protocol type to the codec's, so keep
+    them in step by hand.
+    """
     target = parse_address(address) if isinstance(address, str) else address
     limits = limits or Limits()
-    codec = codec or Raw(max_size=limits.max_frame_size)
+    codec = codec_or_raw(codec, limits.max_frame_size)
     loop = asyncio.get_running_loop()
     protocol = protocol_factory()
     adapter = adapter_for(codec, limits, loop)(protocol, codec, limits)

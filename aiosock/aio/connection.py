@@ -14,11 +14,12 @@ import asyncio
 import collections
 import contextlib
 from types import TracebackType
+from typing import Generic
 
 from aiosock.aio.protocol import Protocol, Transport
 from aiosock.core.addresses import Address
-from aiosock.core.codecs import Buffer
-from aiosock.core.errors import ClosedResourceError, EndOfStream
+from aiosock.core.codecs import T
+from aiosock.core.errors import ClosedResourceError, EndOfStream, RemoteProtocolError
 from aiosock.core.limits import Limits
 
 __all__ = ["Connection"]
@@ -26,8 +27,11 @@ __all__ = ["Connection"]
 Waiters = collections.deque[asyncio.Future[None]]
 
 
-class Connection(Protocol):
+class Connection(Protocol[T], Generic[T]):
     """One stream connection with awaitable ``send`` and ``receive``.
+
+    ``T`` is the message type of its codec: ``Connection[bytes]`` for the
+    built-in codecs.
 
     Made by :func:`aiosock.connect` or handed to a :func:`aiosock.serve`
     handler, not built by hand. Use it as ``async with`` to close it.
@@ -38,11 +42,11 @@ class Connection(Protocol):
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
-        self._queue: collections.deque[bytes] = collections.deque()
+        self._queue: collections.deque[T] = collections.deque()
         self._queued = 0  # bytes in _queue
         self._receivers: Waiters = collections.deque()
         self._senders: Waiters = collections.deque()
-        self._transport: Transport | None = None
+        self._transport: Transport[T] | None = None
         self._paused_writing = False
         self._paused_reading = False
         self._eof = False
@@ -57,12 +61,12 @@ class Connection(Protocol):
 
     # ------------------------------------------------- Protocol callbacks
 
-    def connection_made(self, transport: Transport) -> None:
+    def connection_made(self, transport: Transport[T]) -> None:
         self._transport = transport
 
-    def message_received(self, message: bytes) -> None:
+    def message_received(self, message: T) -> None:
         self._queue.append(message)
-        self._queued += len(message)
+        self._queued += len(message) if isinstance(message, bytes) else _size(message)
         if self._queued > self._read_high_water and not self._paused_reading:
             self._paused_reading = True
             self.transport.pause_reading()
@@ -75,6 +79,15 @@ class Connection(Protocol):
         self._eof = True
         self._wake_receivers()
         return True  # keep the write side open: half-close
+
+    def framing_error(self, exc: RemoteProtocolError) -> bool:
+        # receive() raises exc after the messages before it; sending goes
+        # on (an error reply) until aclose(), as on the blocking driver.
+        self._end = exc
+        self._eof = True
+        self._resume_reading_at = -1  # the socket is not read again
+        self._wake_receivers()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._end is None:
@@ -101,7 +114,7 @@ class Connection(Protocol):
     # ---------------------------------------------------------- the API
 
     @property
-    def transport(self) -> Transport:
+    def transport(self) -> Transport[T]:
         assert self._transport is not None, "not connected"
         return self._transport
 
@@ -114,7 +127,7 @@ class Connection(Protocol):
         """None for an unnamed Unix peer (a client that never bound)."""
         return self.transport.peer_address
 
-    async def send(self, message: Buffer) -> None:
+    async def send(self, message: T) -> None:
         """Send one message; wait while the write buffer is above high water.
 
         Raises the codec's :class:`LocalProtocolError` for a message it
@@ -144,15 +157,17 @@ class Connection(Protocol):
         if error is not None:
             raise error
 
-    async def receive(self) -> bytes:
+    async def receive(self) -> T:
         """The next message.
 
         Raises :class:`EndOfStream` once the peer has sent EOF and every
         message before it was received; the :class:`RemoteProtocolError`
         that ended the stream (an oversize frame, a cut-off one) after the
         messages before it; each of these again on every later call, as
-        the blocking driver does; :class:`BrokenResourceError` when the network
-        broke it; :class:`ClosedResourceError` after :meth:`aclose`; and
+        the blocking driver does (sending goes on after a framing fault,
+        for an error reply, until :meth:`aclose`);
+        :class:`BrokenResourceError` when the network broke it;
+        :class:`ClosedResourceError` after :meth:`aclose`; and
         :class:`TimeoutError` after ``limits.read_timeout`` (the connection
         stays usable). Cancellation loses no message.
         """
@@ -164,10 +179,10 @@ class Connection(Protocol):
                     await self._wait_for_message()
         return self._take()
 
-    def _take(self) -> bytes:
+    def _take(self) -> T:
         """The next queued message (there is one), with the bookkeeping."""
         message = self._queue.popleft()
-        self._queued -= len(message)
+        self._queued -= len(message) if isinstance(message, bytes) else _size(message)
         if self._queue:
             # More input is here already: hold the replies to write them
             # together (until the queue is empty, or the next loop turn).
@@ -202,10 +217,10 @@ class Connection(Protocol):
         self._receivers.append(waiter)
         return waiter
 
-    def __aiter__(self) -> Connection:
+    def __aiter__(self) -> Connection[T]:
         return self
 
-    async def __anext__(self) -> bytes:
+    async def __anext__(self) -> T:
         """The next message; the iteration ends at EOF (``async for``).
 
         Like :meth:`receive`, with the same errors but for EOF.
@@ -259,7 +274,7 @@ class Connection(Protocol):
         self._closed = True
         self.transport.abort()
 
-    async def __aenter__(self) -> Connection:
+    async def __aenter__(self) -> Connection[T]:
         return self
 
     async def __aexit__(
@@ -269,6 +284,14 @@ class Connection(Protocol):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _size(message: object) -> int:
+    """What a message counts against ``read_high_water``: its len(), else 1."""
+    try:
+        return len(message)  # type: ignore[arg-type]  # tried, not promised
+    except TypeError:
+        return 1
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -8,11 +8,13 @@ fast path; the async :class:`~aiosock.aio.connection.Connection` is built
 on it.
 
 Contract of the callbacks, in order: ``connection_made`` once; then any
-number of ``message_received``; then at most one ``eof_received`` (the
+number of ``message_received``; then at most one of ``eof_received`` (the
 peer will send no more; return True to keep sending, anything else closes
-the connection); then ``connection_lost`` once, with None for a clean
-close, a :class:`RemoteProtocolError` when the peer broke the framing
-(the connection is closed after the messages before the fault), a
+the connection) and ``framing_error`` (the peer broke the framing, after
+the messages before the fault; no more arrive; return True to keep
+sending, say an error reply, then close; anything else closes the
+connection); then ``connection_lost`` once, with None for a clean
+close, the :class:`RemoteProtocolError` when the peer broke the framing, a
 :class:`BrokenResourceError` (its ``__cause__`` the ``OSError``) when the
 network broke it, :class:`TimeoutError` after ``idle_timeout``, or the
 exception a callback raised (which the loop's exception handler is given
@@ -25,11 +27,11 @@ import asyncio
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Generic, cast
 
 from aiosock.aio.loops import is_uvloop
 from aiosock.core.addresses import Address, from_sockaddr
-from aiosock.core.codecs import Buffer, Codec, Raw
+from aiosock.core.codecs import Buffer, Codec, Raw, T
 from aiosock.core.errors import (
     ClosedResourceError,
     RemoteProtocolError,
@@ -45,21 +47,33 @@ __all__ = [
 ]
 
 
-class Protocol:
+class Protocol(Generic[T]):
     """Callbacks for one stream connection: subclass and override what you use.
 
-    See the module docstring for the order and meaning of the callbacks.
-    Every method may be left as it is: they do nothing.
+    ``T`` is the message type of the connection's codec (``bytes`` for
+    the built-in ones). See the module docstring for the order and
+    meaning of the callbacks. Every method may be left as it is: they do
+    nothing.
     """
 
-    def connection_made(self, transport: Transport) -> None:
+    def connection_made(self, transport: Transport[T]) -> None:
         """The connection is open; ``transport`` sends on it."""
 
-    def message_received(self, message: bytes) -> None:
+    def message_received(self, message: T) -> None:
         """One whole message, as the codec framed it (it may be empty)."""
 
     def eof_received(self) -> bool | None:
         """The peer sent EOF. Return True to keep the write side open."""
+        return None
+
+    def framing_error(self, exc: RemoteProtocolError) -> bool | None:
+        """The peer broke the framing: ``exc`` says how; no more messages come.
+
+        Reading stops. Return True to keep the connection open for sending
+        (an error reply, as a Redis server sends ``-ERR Protocol error``)
+        and close it yourself; anything else closes it at once.
+        ``connection_lost`` gets ``exc`` either way.
+        """
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -72,7 +86,7 @@ class Protocol:
         """The write buffer drained to low water: sending is welcome again."""
 
 
-class Transport:
+class Transport(Generic[T]):
     """Sends messages on one connection, through its codec.
 
     ``send`` never blocks: what the socket cannot take at once is buffered,
@@ -100,7 +114,7 @@ class Transport:
     )
 
     def __init__(
-        self, transport: asyncio.Transport, codec: Codec, adapter: StreamAdapter
+        self, transport: asyncio.Transport, codec: Codec[T], adapter: StreamAdapter[T]
     ):
         self._transport = transport
         self._adapter = adapter
@@ -119,8 +133,12 @@ class Transport:
         self._local = self._address("sockname")
         self._peer = self._address("peername")
 
-    def send(self, message: Buffer) -> None:
-        """Encode ``message`` and write it (a gather write for large frames)."""
+    def send(self, message: T) -> None:
+        """Encode ``message`` and write it (a gather write for large frames).
+
+        Raises the codec's :class:`LocalProtocolError` for a message it
+        cannot frame (nothing is written).
+        """
         if self._error is not None:
             raise self._error
         data = self._encode(message)
@@ -254,7 +272,7 @@ class Transport:
             self._error = exc or ClosedResourceError("the connection was closed")
 
 
-class StreamAdapter(asyncio.Protocol):
+class StreamAdapter(asyncio.Protocol, Generic[T]):
     """asyncio's side of a connection: bytes in, messages out to a Protocol.
 
     Internal: applications meet :class:`Protocol` and :class:`Transport`.
@@ -280,16 +298,16 @@ class StreamAdapter(asyncio.Protocol):
         "on_lost",
     )
 
-    _transport_class: type[Transport] = Transport
+    _transport_class: type[Transport[Any]] = Transport
 
-    def __init__(self, protocol: Protocol, codec: Codec, limits: Limits) -> None:
+    def __init__(self, protocol: Protocol[T], codec: Codec[T], limits: Limits) -> None:
         self._protocol = protocol
         self._codec = codec
         self._limits = limits
         self._decoder = codec.decoder()
         self._feed = self._decoder.feed
         self._deliver = protocol.message_received
-        self._transport: Transport | None = None
+        self._transport: Transport[T] | None = None
         self._raw: asyncio.Transport | None = None
         self._failure: Exception | None = None
         self._closing = False
@@ -298,10 +316,10 @@ class StreamAdapter(asyncio.Protocol):
         self.active = False
         self._idle: asyncio.TimerHandle | None = None
         # Told when the connection is gone: a server's bookkeeping.
-        self.on_lost: Callable[[StreamAdapter], None] | None = None
+        self.on_lost: Callable[[StreamAdapter[Any]], None] | None = None
 
     @property
-    def transport(self) -> Transport:
+    def transport(self) -> Transport[T]:
         assert self._transport is not None, "not connected yet"
         return self._transport
 
@@ -342,11 +360,13 @@ class StreamAdapter(asyncio.Protocol):
     data_received = _received
 
     def eof_received(self) -> bool | None:
+        if self._failure is not None:  # the framing broke before: reported
+            return True
         try:
             self._decoder.eof()
         except RemoteProtocolError as exc:
             self._fail(exc)
-            return True  # _fail closes it; asyncio must not close it twice
+            return True  # _fail closed it, or the protocol keeps it open
         keep_open = self._protocol.eof_received()
         if not keep_open:
             self._closing = True
@@ -383,12 +403,22 @@ class StreamAdapter(asyncio.Protocol):
             self._transport.abort()
 
     def _fail(self, exc: Exception) -> None:
-        """The peer broke the framing, or went idle: close after what was valid."""
+        """The peer broke the framing, or went idle: close after what was valid.
+
+        After a framing fault the protocol may keep the connection open to
+        send (see :meth:`Protocol.framing_error`); reading stops either way,
+        since the decoder takes no more.
+        """
+        self._failure = exc
         if isinstance(exc, RemoteProtocolError):
             messages, exc.messages = exc.messages, []  # delivered, not kept twice
             for message in messages:
                 self._deliver(message)
-        self._failure = exc
+            if self._protocol.framing_error(exc) and not self._closing:
+                assert self._raw is not None  # a fault needs bytes read
+                self._raw.pause_reading()
+                self._feed = _refuse  # what was read past the fault is dropped
+                return
         self._closing = True
         if self._raw is not None:
             self._raw.close()
@@ -410,7 +440,7 @@ class StreamAdapter(asyncio.Protocol):
         self._fail(TimeoutError(f"no traffic for {self._limits.idle_timeout} s"))
 
 
-class BufferedStreamAdapter(StreamAdapter, asyncio.BufferedProtocol):
+class BufferedStreamAdapter(StreamAdapter[T], asyncio.BufferedProtocol):
     """The adapter on asyncio's own loop: reads into a buffer shared per thread.
 
     asyncio reads for a plain Protocol into a new 256 KiB ``bytes``, and
@@ -426,7 +456,7 @@ class BufferedStreamAdapter(StreamAdapter, asyncio.BufferedProtocol):
 
     __slots__ = ("_view",)
 
-    def __init__(self, protocol: Protocol, codec: Codec, limits: Limits) -> None:
+    def __init__(self, protocol: Protocol[T], codec: Codec[T], limits: Limits) -> None:
         super().__init__(protocol, codec, limits)
         self._view = _read_buffer(limits.read_size)
 
@@ -437,12 +467,12 @@ class BufferedStreamAdapter(StreamAdapter, asyncio.BufferedProtocol):
         self._received(self._view[:nbytes])
 
 
-class _PassThroughTransport(Transport):
+class _PassThroughTransport(Transport[bytes]):
     """Transport for :class:`Raw`: a bytes message is written as it is."""
 
     __slots__ = ()
 
-    def send(self, message: Buffer) -> None:
+    def send(self, message: bytes) -> None:
         if self._error is None and self._corked is None and type(message) is bytes:
             self._adapter.active = True
             self._write(message)
@@ -450,7 +480,7 @@ class _PassThroughTransport(Transport):
             Transport.send(self, message)
 
 
-class PassThroughAdapter(StreamAdapter):
+class PassThroughAdapter(StreamAdapter[bytes]):
     """The adapter for :class:`Raw` where it never splits: each read is a message.
 
     uvloop reads at most ``LOOP_READ_MAX`` bytes at a time, so a ``Raw``
@@ -466,7 +496,7 @@ class PassThroughAdapter(StreamAdapter):
         self._deliver(cast(bytes, data))  # a loop hands a plain Protocol bytes
 
 
-class BufferedPassThroughAdapter(BufferedStreamAdapter):
+class BufferedPassThroughAdapter(BufferedStreamAdapter[bytes]):
     """:class:`PassThroughAdapter` on asyncio's loop: one read, one message."""
 
     __slots__ = ()
@@ -475,6 +505,11 @@ class BufferedPassThroughAdapter(BufferedStreamAdapter):
     def buffer_updated(self, nbytes: int) -> None:
         self.active = True
         self._deliver(self._view[:nbytes].tobytes())
+
+
+def _refuse(data: Buffer) -> list[Any]:
+    """The decoder of a stream whose framing broke: it takes nothing more."""
+    return []
 
 
 # What uvloop reads per call, at most.
@@ -496,8 +531,8 @@ def _read_buffer(size: int) -> memoryview:
 
 
 def adapter_for(
-    codec: Codec, limits: Limits, loop: asyncio.AbstractEventLoop
-) -> type[StreamAdapter]:
+    codec: Codec[T], limits: Limits, loop: asyncio.AbstractEventLoop
+) -> type[StreamAdapter[T]]:
     """The adapter class for ``codec`` on ``loop``.
 
     A ``BufferedProtocol`` on asyncio's loop, where reading into one
@@ -511,8 +546,8 @@ def adapter_for(
     """
     if is_uvloop(loop):
         if isinstance(codec, Raw) and codec.max_size >= LOOP_READ_MAX:
-            return PassThroughAdapter
+            return cast("type[StreamAdapter[T]]", PassThroughAdapter)
         return StreamAdapter
     if isinstance(codec, Raw) and codec.max_size >= limits.read_size:
-        return BufferedPassThroughAdapter
+        return cast("type[StreamAdapter[T]]", BufferedPassThroughAdapter)
     return BufferedStreamAdapter

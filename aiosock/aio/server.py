@@ -19,12 +19,13 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
+from typing import Any, overload
 
 from aiosock.aio.connection import Connection
 from aiosock.aio.listeners import DEFAULT_BACKLOG, Listener, adopt, open_listeners
 from aiosock.aio.protocol import Protocol, StreamAdapter, adapter_for
 from aiosock.core.addresses import Address, parse_address
-from aiosock.core.codecs import Codec, Raw
+from aiosock.core.codecs import Codec, T, codec_or_raw
 from aiosock.core.errors import BrokenResourceError, RemoteProtocolError
 from aiosock.core.limits import Limits
 
@@ -39,7 +40,9 @@ __all__ = [
 
 logger = logging.getLogger("aiosock")
 
-Handler = Callable[[Connection], Awaitable[None]]
+#: What :func:`serve` runs per connection; ``Handler[MyMessage]`` for a
+#: codec of ``MyMessage``.
+Handler = Callable[[Connection[T]], Awaitable[None]]
 
 # 10 s: how long aclose() lets connections finish by default; what
 # Kubernetes leaves between SIGTERM and SIGKILL is 30 s, and a server
@@ -132,10 +135,10 @@ class Server:
         self,
         listeners: list[Listener],
         *,
-        codec: Codec,
+        codec: Codec[Any],
         limits: Limits,
-        protocol_factory: Callable[[], Protocol] | None = None,
-        handler: Handler | None = None,
+        protocol_factory: Callable[[], Protocol[Any]] | None = None,
+        handler: Handler[Any] | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._listeners = listeners
@@ -144,7 +147,7 @@ class Server:
         self._protocol_factory = protocol_factory
         self._handler = handler
         self._adapter = adapter_for(codec, limits, self._loop)
-        self._adapters: set[StreamAdapter] = set()
+        self._adapters: set[StreamAdapter[Any]] = set()
         self._tasks: set[asyncio.Task[None]] = set()  # one per connection
         self._backoff = _BACKOFF_FIRST
         self._retry: asyncio.TimerHandle | None = None  # while BACKING_OFF
@@ -330,7 +333,7 @@ class Server:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _untrack(self, adapter: StreamAdapter) -> None:
+    def _untrack(self, adapter: StreamAdapter[Any]) -> None:
         self._adapters.discard(adapter)
         if not self._adapters:
             self._idle.set()
@@ -338,7 +341,7 @@ class Server:
             self._move(_S.SERVING)
 
     async def _serve_one(
-        self, sock: socket.socket, adapter: StreamAdapter, protocol: Protocol
+        self, sock: socket.socket, adapter: StreamAdapter[Any], protocol: Protocol[Any]
     ) -> None:
         try:
             await self._loop.connect_accepted_socket(lambda: adapter, sock)
@@ -357,7 +360,7 @@ class Server:
             await self._run_handler(self._handler, protocol)
 
     @staticmethod
-    async def _run_handler(handler: Handler, connection: Connection) -> None:
+    async def _run_handler(handler: Handler[Any], connection: Connection[Any]) -> None:
         """Run one handler; nothing but cancellation may escape into the group.
 
         A peer that vanished is routine (debug); a peer that broke the
@@ -380,10 +383,30 @@ class Server:
                 logger.exception("closing the connection from %s failed", peer)
 
 
+@overload
 async def serve(
-    handler: Handler,
+    handler: Handler[bytes],
     *addresses: str | Address,
-    codec: Codec | None = None,
+    codec: None = None,
+    limits: Limits | None = None,
+    backlog: int = DEFAULT_BACKLOG,
+    unix_mode: int | None = None,
+    sock: socket.socket | None = None,
+) -> Server: ...
+@overload
+async def serve(
+    handler: Handler[T],
+    *addresses: str | Address,
+    codec: Codec[T],
+    limits: Limits | None = None,
+    backlog: int = DEFAULT_BACKLOG,
+    unix_mode: int | None = None,
+    sock: socket.socket | None = None,
+) -> Server: ...
+async def serve(
+    handler: Handler[Any],
+    *addresses: str | Address,
+    codec: Codec[Any] | None = None,
     limits: Limits | None = None,
     backlog: int = DEFAULT_BACKLOG,
     unix_mode: int | None = None,
@@ -392,26 +415,52 @@ async def serve(
     """Listen on every address and run ``await handler(connection)`` per connection.
 
     The connection is closed when the handler returns or raises (which is
-    logged). ``codec`` None means :class:`Raw` chunks of at most
-    ``limits.max_frame_size``; ``unix_mode`` is the file mode of Unix
-    socket paths; ``sock`` adopts a socket that is already listening.
-    Raises ``OSError`` if an address cannot be bound (nothing stays bound).
+    logged). It carries the messages of ``codec``: :class:`Raw` chunks of
+    at most ``limits.max_frame_size`` when None, so the handler takes a
+    ``Connection[bytes]``; with a ``Codec[M]`` it takes a
+    ``Connection[M]`` (the overloads make mypy check it). ``unix_mode``
+    is the file mode of Unix socket paths; ``sock`` adopts a socket that
+    is already listening. Raises ``OSError`` if an address cannot be bound
+    (nothing stays bound).
     """
     return await _open(
         addresses, codec, limits, backlog, unix_mode, sock, handler=handler
     )
 
 
+@overload
 async def create_server(
-    protocol_factory: Callable[[], Protocol],
+    protocol_factory: Callable[[], Protocol[bytes]],
     *addresses: str | Address,
-    codec: Codec | None = None,
+    codec: None = None,
+    limits: Limits | None = None,
+    backlog: int = DEFAULT_BACKLOG,
+    unix_mode: int | None = None,
+    sock: socket.socket | None = None,
+) -> Server: ...
+@overload
+async def create_server(
+    protocol_factory: Callable[[], Protocol[T]],
+    *addresses: str | Address,
+    codec: Codec[T],
+    limits: Limits | None = None,
+    backlog: int = DEFAULT_BACKLOG,
+    unix_mode: int | None = None,
+    sock: socket.socket | None = None,
+) -> Server: ...
+async def create_server(
+    protocol_factory: Callable[[], Protocol[Any]],
+    *addresses: str | Address,
+    codec: Codec[Any] | None = None,
     limits: Limits | None = None,
     backlog: int = DEFAULT_BACKLOG,
     unix_mode: int | None = None,
     sock: socket.socket | None = None,
 ) -> Server:
-    """Like :func:`serve`, with a new ``protocol_factory()`` per connection."""
+    """Like :func:`serve`, with a new ``protocol_factory()`` per connection.
+
+    The protocols get the messages of ``codec``, typed as for :func:`serve`.
+    """
     return await _open(
         addresses,
         codec,
@@ -425,19 +474,19 @@ async def create_server(
 
 async def _open(
     addresses: Iterable[str | Address],
-    codec: Codec | None,
+    codec: Codec[Any] | None,
     limits: Limits | None,
     backlog: int,
     unix_mode: int | None,
     sock: socket.socket | None,
     *,
-    handler: Handler | None = None,
-    protocol_factory: Callable[[], Protocol] | None = None,
+    handler: Handler[Any] | None = None,
+    protocol_factory: Callable[[], Protocol[Any]] | None = None,
 ) -> Server:
     limits = limits or Limits()
     return Server(
         await _listen(addresses, sock, backlog, unix_mode),
-        codec=codec or Raw(max_size=limits.max_frame_size),
+        codec=codec_or_raw(codec, limits.max_frame_size),
         limits=limits,
         handler=handler,
         protocol_factory=protocol_factory,

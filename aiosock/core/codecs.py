@@ -23,9 +23,10 @@ whatever the failing call completed before the fault.
 from __future__ import annotations
 
 import struct
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 import attrs
+from typing_extensions import TypeVar
 
 from aiosock.core.errors import (
     FrameTooLarge,
@@ -54,17 +55,29 @@ Encoded = bytes | list[Buffer]
 # the kernel walks an iovec); above it, copying the payload costs more.
 GATHER_THRESHOLD = 2048
 
+#: The message type a codec decodes to and encodes from. An API given no
+#: codec uses :class:`Raw`, so the type is ``bytes`` where none is named.
+T = TypeVar("T", default=bytes)
 
-class Decoder(Protocol):
+
+class Decoder(Protocol[T]):
     """The stateful half of a codec: one per connection."""
+
+    __slots__ = ()
 
     @property
     def buffered(self) -> int:
         """Bytes held for a frame that is not complete yet."""
         ...
 
-    def feed(self, data: Buffer) -> list[bytes]:
-        """Take the next bytes of the stream; return the messages completed."""
+    def feed(self, data: Buffer) -> list[T]:
+        """Take the next bytes of the stream; return the messages completed.
+
+        Raises :class:`RemoteProtocolError` (or a subclass) for input that
+        breaks the framing, carrying in ``messages`` what this call
+        completed before the fault; after that, and after :meth:`eof`,
+        :class:`LocalProtocolError`.
+        """
         ...
 
     def eof(self) -> None:
@@ -72,16 +85,36 @@ class Decoder(Protocol):
         ...
 
 
-class Codec(Protocol):
-    """A frozen description of a framing; it makes decoders and encodes."""
+class Codec(Protocol[T]):
+    """A frozen description of a framing; it makes decoders and encodes.
 
-    def decoder(self) -> Decoder:
+    ``T`` is the message type: the built-in codecs are ``Codec[bytes]``; a
+    codec of your own may decode to anything (a command, a JSON value) and
+    every API it is given to (``serve``, ``connect``, the datagram
+    openers, the blocking driver) carries that type to your code. Write
+    one as a frozen class with ``decoder()`` and ``encode()``, and a
+    decoder class with ``buffered``, ``feed()`` and ``eof()``; the
+    README's "Writing a codec" shows one.
+    """
+
+    __slots__ = ()
+
+    def decoder(self) -> Decoder[T]:
         """A new decoder, for one connection."""
         ...
 
-    def encode(self, message: Buffer) -> Encoded:
+    def encode(self, message: T) -> Encoded:
         """What to write for ``message``; :class:`LocalProtocolError` if unframable."""
         ...
+
+
+def codec_or_raw(codec: Codec[T] | None, max_size: int) -> Codec[T]:
+    """``codec``, or for None :class:`Raw` chunks of at most ``max_size``.
+
+    What every API given no codec uses; its message type is then ``bytes``,
+    which is what ``T`` defaults to.
+    """
+    return cast("Codec[T]", Raw(max_size=max_size)) if codec is None else codec
 
 
 class _DecoderState:
@@ -130,7 +163,7 @@ def _check_limit(_: object, attribute: attrs.Attribute[int], value: int) -> None
 
 
 @attrs.frozen(kw_only=True)
-class Raw:
+class Raw(Codec[bytes]):
     """The bytes as they come: every chunk is a message.
 
     Chunks larger than ``max_size`` are split, never refused, so the only
@@ -184,7 +217,7 @@ _HEADERS = {
 
 
 @attrs.frozen(kw_only=True)
-class LengthPrefixed:
+class LengthPrefixed(Codec[bytes]):
     """Each frame is an unsigned length header, then that many payload bytes.
 
     ``header_size`` is 1, 2, 4 or 8 bytes, in ``byteorder``. The length
@@ -306,7 +339,7 @@ def _check_delimiter(_: object, __: attrs.Attribute[bytes], value: bytes) -> Non
 
 
 @attrs.frozen(kw_only=True)
-class Delimited:
+class Delimited(Codec[bytes]):
     """Frames end with ``delimiter``, which cannot occur inside a message.
 
     ``max_length`` bounds a message without its delimiter. With

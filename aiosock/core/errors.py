@@ -17,6 +17,7 @@ them all.
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 from aiosock.core.addresses import Address
 
@@ -45,12 +46,13 @@ class RemoteProtocolError(AiosockError):
     """The peer broke the framing or protocol; the stream cannot go on.
 
     ``messages`` holds the complete messages that the same call decoded
-    before it met the fault, so that nothing valid is lost with the error.
+    before it met the fault (of the codec's message type), so that nothing
+    valid is lost with the error.
     """
 
-    def __init__(self, msg: str, *, messages: list[bytes] | None = None) -> None:
+    def __init__(self, msg: str, *, messages: list[Any] | None = None) -> None:
         super().__init__(msg)
-        self.messages: list[bytes] = messages if messages is not None else []
+        self.messages: list[Any] = messages if messages is not None else []
 
 
 class FrameTooLarge(RemoteProtocolError):
@@ -64,7 +66,7 @@ class FrameTooLarge(RemoteProtocolError):
     """
 
     def __init__(
-        self, *, size: int, limit: int, messages: list[bytes] | None = None
+        self, *, size: int, limit: int, messages: list[Any] | None = None
     ) -> None:
         super().__init__(
             f"frame of {size} bytes is larger than the limit of {limit} bytes",

@@ -106,7 +106,9 @@ class Limits:
     #: reads up to its own 256 KiB whatever this says).
     read_size: int = attrs.field(default=DEFAULT_READ_SIZE, validator=[_INT, _positive])
     #: Queued incoming message bytes above which a connection stops reading
-    #: the socket until its reader catches up (to half of it).
+    #: the socket until its reader catches up (to half of it). A message of
+    #: a codec of your own counts its ``len()``, or 1 if it has none: give
+    #: such a codec a bound in its own units.
     read_high_water: int = attrs.field(
         default=DEFAULT_READ_HIGH_WATER, validator=[_INT, _positive]
     )

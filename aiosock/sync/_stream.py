@@ -7,6 +7,7 @@ import contextlib
 import socket
 import time
 from collections.abc import Iterator
+from typing import Generic
 
 from aiosock.core.addresses import (
     Address,
@@ -18,7 +19,7 @@ from aiosock.core.addresses import (
     from_sockaddr,
     parse_address,
 )
-from aiosock.core.codecs import Buffer, Codec, Raw
+from aiosock.core.codecs import Buffer, Codec, T, codec_or_raw
 from aiosock.core.errors import (
     BrokenResourceError,
     ClosedResourceError,
@@ -26,7 +27,7 @@ from aiosock.core.errors import (
     RemoteProtocolError,
     translate_os_error,
 )
-from aiosock.core.limits import Limits
+from aiosock.core.limits import DEFAULT_MAX_FRAME_SIZE, Limits
 
 __all__ = ["Connection", "check_timeout", "connect"]
 
@@ -34,10 +35,10 @@ __all__ = ["Connection", "check_timeout", "connect"]
 def connect(
     address: str | Address,
     *,
-    codec: Codec | None = None,
+    codec: Codec[T] | None = None,
     limits: Limits | None = None,
     timeout: float | None = None,
-) -> Connection:
+) -> Connection[T]:
     """Connect to ``address`` and wrap the socket in a :class:`Connection`.
 
     ``address``: ``tcp://HOST:PORT`` (each address a name resolves to is
@@ -45,7 +46,8 @@ def connect(
     descriptor N, a connected stream socket that the connection then owns.
     ``timeout`` (seconds; None waits for ever) bounds the whole connect,
     name resolution apart, then becomes the socket's timeout. ``codec``
-    None means :class:`Raw`, ``limits`` None means ``Limits()``.
+    None means :class:`Raw` (a ``Connection[bytes]``), ``limits`` None
+    means ``Limits()``.
 
     Raises :class:`ValueError` for a datagram address, a TCP address with
     no host or port 0 (only a server can use those), a timeout that is not
@@ -117,8 +119,10 @@ def _connect_or_close(
         raise
 
 
-class Connection:
+class Connection(Generic[T]):
     """A connected stream socket that sends and receives whole messages.
+
+    ``T`` is the message type of its codec, as for the async ``Connection``.
 
     To wrap a socket you made, it must be a connected ``SOCK_STREAM`` socket
     in blocking mode (timeout None or positive). TCP gets ``TCP_NODELAY``.
@@ -160,7 +164,7 @@ class Connection:
         self,
         sock: socket.socket,
         *,
-        codec: Codec | None = None,
+        codec: Codec[T] | None = None,
         limits: Limits | None = None,
     ) -> None:
         if sock.type != socket.SOCK_STREAM:
@@ -169,11 +173,11 @@ class Connection:
             raise ValueError("a Connection needs a blocking socket, not timeout 0")
         #: The wrapped socket, for setsockopt() and the like.
         self.socket = sock
-        self._codec = Raw() if codec is None else codec
+        self._codec = codec_or_raw(codec, DEFAULT_MAX_FRAME_SIZE)
         self._decoder = self._codec.decoder()
         self._read_size = (Limits() if limits is None else limits).read_size
         # One recv() often completes several messages; receive() returns one.
-        self._messages: collections.deque[bytes] = collections.deque()
+        self._messages: collections.deque[T] = collections.deque()
         self._ended = False  # the peer ended the stream cleanly
         self._eof_sent = False
         # A framing fault, raised once the messages before it are returned.
@@ -200,7 +204,7 @@ class Connection:
         """The peer's address; None for an unnamed Unix peer."""
         return self._peer
 
-    def send(self, message: Buffer) -> None:
+    def send(self, message: T) -> None:
         """Encode ``message`` with the codec and send all of it.
 
         Raises the codec's :class:`LocalProtocolError`, with nothing sent,
@@ -244,7 +248,7 @@ class Connection:
             self.socket.shutdown(socket.SHUT_WR)
         self._eof_sent = True
 
-    def receive(self) -> bytes:
+    def receive(self) -> T:
         """Return the next message, waiting for the peer as long as it takes.
 
         At a clean end of the stream, raises :class:`EndOfStream`, on this
@@ -288,7 +292,7 @@ class Connection:
             exc.messages = []
             self._receive_fault = exc
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[T]:
         """Every message until the peer ends the stream; errors propagate."""
         while True:
             try:
@@ -305,7 +309,7 @@ class Connection:
         self.socket.close()
         self._messages.clear()
 
-    def __enter__(self) -> Connection:
+    def __enter__(self) -> Connection[T]:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiosock.aio.connection import Connection
 from aiosock.aio.protocol import Protocol, StreamAdapter, Transport
-from aiosock.core.codecs import Buffer, Codec, Raw
+from aiosock.core.codecs import Buffer, Codec, T, codec_or_raw
 from aiosock.core.limits import Limits
 
 __all__ = ["memory_connection_pair", "memory_pair"]
@@ -37,7 +37,7 @@ class _MemoryTransport(asyncio.Transport):
         super().__init__()
         self._loop = loop
         self.peer: _MemoryTransport | None = None
-        self.adapter: StreamAdapter | None = None
+        self.adapter: StreamAdapter[Any] | None = None
         self._outgoing: collections.deque[bytes] = collections.deque()
         self._buffered = 0
         self._high, self._low = 64 * 1024, 16 * 1024
@@ -170,7 +170,7 @@ class _MemoryTransport(asyncio.Transport):
         if self.peer is not None:  # what the peer wrote to us can wait no more
             self.peer._schedule_flush()
 
-    def _protocol(self) -> StreamAdapter:
+    def _protocol(self) -> StreamAdapter[Any]:
         assert self.adapter is not None
         return self.adapter
 
@@ -179,12 +179,12 @@ class _MemoryTransport(asyncio.Transport):
 
 
 def memory_pair(
-    a: Protocol,
-    b: Protocol,
+    a: Protocol[T],
+    b: Protocol[T],
     *,
-    codec: Codec | None = None,
+    codec: Codec[T] | None = None,
     limits: Limits | None = None,
-) -> tuple[Transport, Transport]:
+) -> tuple[Transport[T], Transport[T]]:
     """Connect protocols ``a`` and ``b`` in memory; return their transports.
 
     Both get ``connection_made`` before this returns. Must be called with
@@ -192,7 +192,7 @@ def memory_pair(
     """
     loop = asyncio.get_running_loop()
     limits = limits or Limits()
-    codec = codec or Raw(max_size=limits.max_frame_size)
+    codec = codec_or_raw(codec, limits.max_frame_size)
     ends = (_MemoryTransport(loop), _MemoryTransport(loop))
     ends[0].peer, ends[1].peer = ends[1], ends[0]
     transports = []
@@ -206,14 +206,15 @@ def memory_pair(
 
 @asynccontextmanager
 async def memory_connection_pair(
-    codec: Codec | None = None, *, limits: Limits | None = None
-) -> AsyncIterator[tuple[Connection, Connection]]:
+    codec: Codec[T] | None = None, *, limits: Limits | None = None
+) -> AsyncIterator[tuple[Connection[T], Connection[T]]]:
     """Two connected :class:`Connection` objects in memory; closed on exit.
 
     Its signature fits the stream conformance suite's pair maker.
     """
     limits = limits or Limits()
-    a, b = Connection(limits), Connection(limits)
+    a: Connection[T] = Connection(limits)
+    b: Connection[T] = Connection(limits)
     memory_pair(a, b, codec=codec, limits=limits)
     try:
         yield a, b
