@@ -659,3 +659,110 @@ async def test_raw_chunks_either_way(max_size: int) -> None:
         assert await client.lost is None
     assert b"".join(client.messages) == b"0123456789"
     assert all(len(m) <= max_size for m in client.messages)
+
+
+class CloseOnFirst(Recorder):
+    """Closes (or aborts) its transport on the first message."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+
+    def message_received(self, message: bytes) -> None:
+        super().message_received(message)
+        getattr(connected(self), self.how)()
+
+
+@pytest.mark.parametrize("how", ["close", "abort"])
+async def test_a_protocol_that_closes_mid_batch_gets_no_more_messages(
+    how: str,
+) -> None:
+    left, right = socket.socketpair()
+    with right:
+        right.sendall(b"one\ntwo\nthree\n")  # before the connection: one read
+        _, closer = await aiosock.create_connection(
+            lambda: CloseOnFirst(how), f"fd://{left.detach()}", codec=Lines()
+        )
+        async with asyncio.timeout(10):
+            await closer.lost
+    assert closer.messages == [b"one"]
+
+
+async def test_only_a_read_that_completes_messages_batches_the_replies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    batches = 0
+    batch = Transport.batch
+
+    def counting(self: Transport) -> None:
+        nonlocal batches
+        batches += 1
+        batch(self)
+
+    monkeypatch.setattr(Transport, "batch", counting)
+    left, right = socket.socketpair()
+    recorder = Recorder()
+    adapter = StreamAdapter(recorder, Lines(), Limits())
+    with right:
+        loop = asyncio.get_running_loop()
+        await loop.connect_accepted_socket(lambda: adapter, left)
+        # Reads as the loop hands them over, without the socket's timing.
+        adapter.data_received(b"no end ")  # a partial line: no work at all
+        assert batches == 0
+        adapter.data_received(b"yet\n")  # one message: nothing to batch
+        assert batches == 0
+        adapter.data_received(b"two\nthree\n")
+        assert batches == 1
+        assert recorder.messages == [b"no end yet", b"two", b"three"]
+        connected(recorder).close()
+
+
+class ReplyOnFault(Recorder):
+    """Answers a framing fault, then closes, as a Redis server does."""
+
+    def framing_error(self, exc: aiosock.RemoteProtocolError) -> bool:
+        self.events.append(f"fault: {type(exc).__name__}")
+        transport = connected(self)
+        transport.send(b"-ERR bad")
+        transport.close()
+        return True
+
+
+async def test_a_protocol_can_answer_a_framing_fault_before_closing() -> None:
+    left, right = socket.socketpair()
+    with right:
+        right.sendall(b"fine\nmuch too long\nnever\n")
+        _, replier = await aiosock.create_connection(
+            ReplyOnFault, f"fd://{left.detach()}", codec=Lines(max_length=8)
+        )
+        right.setblocking(False)
+        assert await read_exactly(right, 9) == b"-ERR bad\n"
+        async with asyncio.timeout(10):
+            assert isinstance(await replier.lost, FrameTooLarge)
+    assert replier.messages == [b"fine"]
+    assert replier.events == ["made", "fault: FrameTooLarge", "lost"]
+
+
+async def test_a_transport_says_what_it_is() -> None:
+    left, right = socket.socketpair()
+    with right:
+        recorder = await adopt(left, codec=Lines())
+        transport = connected(recorder)
+        assert repr(transport) == "<Transport unnamed -> unnamed open>"
+        fill_write_buffer(transport)  # so that closing takes a while
+        transport.close()
+        assert repr(transport) == "<Transport unnamed -> unnamed closing>"
+        right.close()  # the bytes can never leave now
+        async with asyncio.timeout(10):
+            await recorder.lost
+        assert repr(transport) == "<Transport unnamed -> unnamed closed>"
+
+
+async def test_a_tcp_transport_names_both_ends(echo_server: aiosock.Server) -> None:
+    transport, _ = await aiosock.create_connection(
+        Recorder, echo_server.addresses[0], codec=Lines()
+    )
+    local, peer = transport.local_address, transport.peer_address
+    assert repr(transport) == f"<Transport {local} -> {peer} open>"
+    assert str(peer) == str(echo_server.addresses[0])
+    transport.abort()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+from collections.abc import Sized
 from types import TracebackType
 from typing import Generic
 
@@ -140,8 +141,8 @@ class Connection(Protocol[T], Generic[T]):
         transport = self._transport
         assert transport is not None
         transport.send(message)
-        if transport._corked is not None and not self._queue:
-            transport._uncork()  # no more input to answer now: write it all
+        if not self._queue and transport.batching:
+            transport.flush()  # no more input to answer now: write it all
         while self._paused_writing:
             waiter = self._loop.create_future()
             self._senders.append(waiter)
@@ -153,7 +154,7 @@ class Connection(Protocol[T], Generic[T]):
             self._check_can_send()
 
     def _check_can_send(self) -> None:
-        error = self.transport._error
+        error = self.transport.send_error
         if error is not None:
             raise error
 
@@ -186,7 +187,7 @@ class Connection(Protocol[T], Generic[T]):
         if self._queue:
             # More input is here already: hold the replies to write them
             # together (until the queue is empty, or the next loop turn).
-            self._transport._cork()  # type: ignore[union-attr]  # connected
+            self.transport.batch()
         if self._paused_reading and self._queued <= self._resume_reading_at:
             self._paused_reading = False
             self.transport.resume_reading()
@@ -211,8 +212,8 @@ class Connection(Protocol[T], Generic[T]):
             raise (self._end or EndOfStream()).with_traceback(None)
         transport = self._transport
         assert transport is not None
-        if transport._corked is not None:
-            transport._uncork()  # going idle: nothing may wait behind us
+        if transport.batching:
+            transport.flush()  # going idle: nothing may wait behind us
         waiter = self._loop.create_future()
         self._receivers.append(waiter)
         return waiter
@@ -288,10 +289,7 @@ class Connection(Protocol[T], Generic[T]):
 
 def _size(message: object) -> int:
     """What a message counts against ``read_high_water``: its len(), else 1."""
-    try:
-        return len(message)  # type: ignore[arg-type]  # tried, not promised
-    except TypeError:
-        return 1
+    return len(message) if isinstance(message, Sized) else 1
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

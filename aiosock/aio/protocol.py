@@ -86,6 +86,19 @@ class Protocol(Generic[T]):
         """The write buffer drained to low water: sending is welcome again."""
 
 
+class Traffic:
+    """Whether a connection saw traffic since the idle timer last looked.
+
+    Reads and sends set ``seen``; the timer reads and clears it. A flag is
+    cheaper on those paths than reading the clock.
+    """
+
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen = False
+
+
 class Transport(Generic[T]):
     """Sends messages on one connection, through its codec.
 
@@ -94,30 +107,41 @@ class Transport(Generic[T]):
     water. Sending after :meth:`close`, :meth:`abort` or :meth:`send_eof`
     raises :class:`ClosedResourceError`; after the network broke the
     connection, the :class:`BrokenResourceError` it broke with.
+
+    The transport owns the batching of writes: between :meth:`batch` and
+    :meth:`flush` (or the end of the loop turn) sends are held and leave
+    in one system call.
     """
 
     __slots__ = (
-        "_adapter",
+        "_batch",
+        "_batch_limit",
+        "_batch_size",
         "_closed_locally",
-        "_cork_limit",
-        "_cork_size",
-        "_corked",
         "_encode",
         "_eof_sent",
         "_error",
+        "_gone",
         "_local",
         "_loop",
+        "_on_close",
         "_peer",
+        "_traffic",
         "_transport",
         "_write",
         "_writelines",
     )
 
     def __init__(
-        self, transport: asyncio.Transport, codec: Codec[T], adapter: StreamAdapter[T]
+        self,
+        transport: asyncio.Transport,
+        codec: Codec[T],
+        traffic: Traffic,
+        on_close: Callable[[], None],
     ):
         self._transport = transport
-        self._adapter = adapter
+        self._traffic = traffic
+        self._on_close = on_close  # the adapter delivers nothing after close
         self._encode = codec.encode
         self._write = transport.write
         self._writelines = transport.writelines
@@ -125,10 +149,11 @@ class Transport(Generic[T]):
         self._error: Exception | None = None
         self._eof_sent = False
         self._closed_locally = False
-        # Sends held back to leave in one write: see _cork().
-        self._corked: list[Buffer] | None = None
-        self._cork_size = 0
-        self._cork_limit = transport.get_write_buffer_limits()[1]
+        self._gone = False  # connection_lost has run
+        # Sends held back to leave in one write: see batch().
+        self._batch: list[Buffer] | None = None
+        self._batch_size = 0
+        self._batch_limit = transport.get_write_buffer_limits()[1]
         self._loop = asyncio.get_running_loop()
         self._local = self._address("sockname")
         self._peer = self._address("peername")
@@ -142,44 +167,56 @@ class Transport(Generic[T]):
         if self._error is not None:
             raise self._error
         data = self._encode(message)
-        self._adapter.active = True
-        corked = self._corked
-        if corked is None:
+        self._traffic.seen = True
+        held = self._batch
+        if held is None:
             if isinstance(data, bytes):
                 self._write(data)
             else:
                 self._writelines(data)
             return
         if isinstance(data, bytes):
-            corked.append(data)
-            self._cork_size += len(data)
+            held.append(data)
+            self._batch_size += len(data)
         else:
-            corked += data
-            self._cork_size += sum(map(len, data))
-        if self._cork_size > self._cork_limit:
-            self._uncork()  # let the transport's flow control see it
+            held += data
+            self._batch_size += sum(map(len, data))
+        if self._batch_size > self._batch_limit:
+            self.flush()  # let the transport's flow control see it
 
-    def _cork(self) -> None:
-        """Hold sends back until :meth:`_uncork`, or the next turn of the loop.
+    @property
+    def send_error(self) -> Exception | None:
+        """What :meth:`send` would raise now; None while it can send."""
+        return self._error
 
-        Replies to a batch of messages that arrived together then leave in
-        one system call instead of one each; the loop turn bounds the delay
-        for a caller that stops before uncorking.
+    def batch(self) -> None:
+        """Hold sends back until :meth:`flush`, or the end of this loop turn.
+
+        Replies to messages that arrived together then leave in one system
+        call instead of one each; the loop turn bounds the delay for a
+        caller that never flushes. Sends still raise at once; past the
+        write buffer's high water, what is held is written. Idempotent.
         """
-        if self._corked is None:
-            self._corked = []
-            self._cork_size = 0
-            self._loop.call_soon(self._uncork)
+        if self._batch is None:
+            self._batch = []
+            self._batch_size = 0
+            self._loop.call_soon(self.flush)
 
-    def _uncork(self) -> None:
-        corked = self._corked
-        self._corked = None
-        if not corked or self._transport.is_closing():
+    @property
+    def batching(self) -> bool:
+        """True between :meth:`batch` and :meth:`flush`."""
+        return self._batch is not None
+
+    def flush(self) -> None:
+        """Write what :meth:`batch` held back, in one call; end the batch."""
+        held = self._batch
+        self._batch = None
+        if not held or self._transport.is_closing():
             return
-        if len(corked) == 1:
-            self._write(corked[0])
+        if len(held) == 1:
+            self._write(held[0])
         else:
-            self._writelines(corked)
+            self._writelines(held)
 
     def send_eof(self) -> None:
         """Half-close: the peer reads what was sent, then EOF; receiving goes on.
@@ -192,25 +229,26 @@ class Transport(Generic[T]):
             raise self._error
         self._eof_sent = True
         self._error = ClosedResourceError("cannot send after send_eof()")
-        self._uncork()
+        self.flush()
         if self._transport.can_write_eof():
             self._transport.write_eof()
 
     def close(self) -> None:
         """Close after the buffered bytes are sent; idempotent."""
-        self._uncork()
+        self.flush()
         self._closed_here()
         self._transport.close()
 
     def abort(self) -> None:
         """Close now, dropping whatever is buffered; idempotent."""
-        self._corked = None
+        self._batch = None
         self._closed_here()
         self._transport.abort()
 
     def _closed_here(self) -> None:
         self._closed_locally = True
         self._error = ClosedResourceError("the connection was closed")
+        self._on_close()
 
     def is_closing(self) -> bool:
         return self._transport.is_closing()
@@ -227,7 +265,7 @@ class Transport(Generic[T]):
 
     def get_write_buffer_size(self) -> int:
         """Bytes accepted by :meth:`send` and not yet handed to the kernel."""
-        held = self._cork_size if self._corked else 0
+        held = self._batch_size if self._batch else 0
         return self._transport.get_write_buffer_size() + held
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
@@ -268,8 +306,19 @@ class Transport(Generic[T]):
 
     def _lost(self, exc: Exception | None) -> None:
         # Closed here first: using it is the caller's mistake, whatever came after.
+        self._gone = True
         if not self._closed_locally:
             self._error = exc or ClosedResourceError("the connection was closed")
+
+    @property
+    def state(self) -> str:
+        """``"open"``, ``"closing"`` (closed, bytes still leaving) or ``"closed"``."""
+        if self._gone:
+            return "closed"
+        return "closing" if self._transport.is_closing() else "open"
+
+    def __repr__(self) -> str:
+        return _describe(self, self._local, self._peer, self.state)
 
 
 class StreamAdapter(asyncio.Protocol, Generic[T]):
@@ -293,8 +342,8 @@ class StreamAdapter(asyncio.Protocol, Generic[T]):
         "_limits",
         "_protocol",
         "_raw",
+        "_traffic",
         "_transport",
-        "active",
         "on_lost",
     )
 
@@ -311,9 +360,7 @@ class StreamAdapter(asyncio.Protocol, Generic[T]):
         self._raw: asyncio.Transport | None = None
         self._failure: Exception | None = None
         self._closing = False
-        # Traffic seen since the idle timer last looked (set on every read
-        # and send: a flag is cheaper there than reading the clock).
-        self.active = False
+        self._traffic = Traffic()
         self._idle: asyncio.TimerHandle | None = None
         # Told when the connection is gone: a server's bookkeeping.
         self.on_lost: Callable[[StreamAdapter[Any]], None] | None = None
@@ -331,13 +378,15 @@ class StreamAdapter(asyncio.Protocol, Generic[T]):
         sock = raw.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._transport = self._transport_class(raw, self._codec, self)
+        self._transport = self._transport_class(
+            raw, self._codec, self._traffic, self._closed_by_protocol
+        )
         if limits.idle_timeout is not None:
             self._arm_idle_timer()
         self._protocol.connection_made(self._transport)
 
     def _received(self, data: Buffer) -> None:
-        self.active = True
+        self._traffic.seen = True
         try:
             messages = self._feed(data)
         except RemoteProtocolError as exc:
@@ -346,16 +395,23 @@ class StreamAdapter(asyncio.Protocol, Generic[T]):
         if len(messages) == 1:
             self._deliver(messages[0])
             return
+        if not messages:  # a partial frame: nothing to do, nothing scheduled
+            return
         deliver = self._deliver
         transport = self.transport
-        transport._cork()  # one write for the replies to the whole batch
+        transport.batch()  # one write for the replies to the whole batch
         try:
             for message in messages:
                 if self._closing:  # the protocol closed the connection mid-batch
                     return
                 deliver(message)
         finally:
-            transport._uncork()
+            transport.flush()
+
+    def _closed_by_protocol(self) -> None:
+        # The protocol closed or aborted its transport: like asyncio, the
+        # adapter delivers nothing more to it.
+        self._closing = True
 
     data_received = _received
 
@@ -432,8 +488,8 @@ class StreamAdapter(asyncio.Protocol, Generic[T]):
     def _check_idle(self) -> None:
         if self._closing:
             return
-        if self.active:
-            self.active = False
+        if self._traffic.seen:
+            self._traffic.seen = False
             self._arm_idle_timer()
             return
         # Between idle_timeout and twice that of silence, both ways.
@@ -473,8 +529,8 @@ class _PassThroughTransport(Transport[bytes]):
     __slots__ = ()
 
     def send(self, message: bytes) -> None:
-        if self._error is None and self._corked is None and type(message) is bytes:
-            self._adapter.active = True
+        if self._error is None and self._batch is None and type(message) is bytes:
+            self._traffic.seen = True
             self._write(message)
         else:
             Transport.send(self, message)
@@ -492,7 +548,7 @@ class PassThroughAdapter(StreamAdapter[bytes]):
     _transport_class = _PassThroughTransport
 
     def data_received(self, data: Buffer) -> None:
-        self.active = True
+        self._traffic.seen = True
         self._deliver(cast(bytes, data))  # a loop hands a plain Protocol bytes
 
 
@@ -503,8 +559,17 @@ class BufferedPassThroughAdapter(BufferedStreamAdapter[bytes]):
     _transport_class = _PassThroughTransport
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.active = True
+        self._traffic.seen = True
         self._deliver(self._view[:nbytes].tobytes())
+
+
+def _describe(
+    thing: object, local: Address | None, peer: Address | None, state: str
+) -> str:
+    """``<Kind local -> peer state>``, as logs print connections."""
+    return (
+        f"<{type(thing).__name__} {local or 'unnamed'} -> {peer or 'unnamed'} {state}>"
+    )
 
 
 def _refuse(data: Buffer) -> list[Any]:
