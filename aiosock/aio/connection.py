@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 from types import TracebackType
 
+from aiosock.aio._waiting import WaitingLine
 from aiosock.aio.protocol import Protocol, Transport
 from aiosock.core.addresses import Address
 from aiosock.core.codecs import Buffer
@@ -22,8 +22,6 @@ from aiosock.core.errors import ClosedResourceError, EndOfStream
 from aiosock.core.limits import Limits
 
 __all__ = ["Connection"]
-
-Waiters = collections.deque[asyncio.Future[None]]
 
 
 class Connection(Protocol):
@@ -38,10 +36,11 @@ class Connection(Protocol):
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
+        self._loop = asyncio.get_running_loop()
         self._queue: collections.deque[bytes] = collections.deque()
         self._queued = 0  # bytes in _queue
-        self._receivers: Waiters = collections.deque()
-        self._senders: Waiters = collections.deque()
+        self._receivers = WaitingLine(self._loop)
+        self._senders = WaitingLine(self._loop)
         self._transport: Transport | None = None
         self._paused_writing = False
         self._paused_reading = False
@@ -52,7 +51,6 @@ class Connection(Protocol):
         self._read_timeout = limits.read_timeout
         self._read_high_water = limits.read_high_water
         self._resume_reading_at = limits.read_high_water // 2
-        self._loop = asyncio.get_running_loop()
         self._lost: asyncio.Future[None] = self._loop.create_future()
 
     # ------------------------------------------------- Protocol callbacks
@@ -66,23 +64,19 @@ class Connection(Protocol):
         if self._queued > self._read_high_water and not self._paused_reading:
             self._paused_reading = True
             self.transport.pause_reading()
-        if self._receivers:
-            waiter = self._receivers.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+        self._receivers.wake_one()
 
     def eof_received(self) -> bool:
         self._eof = True
-        self._wake_receivers()
+        self._receivers.wake_all()
         return True  # keep the write side open: half-close
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._end is None:
             self._end = exc
         self._eof = True
-        self._wake_receivers()
-        while self._senders:
-            _wake(self._senders.popleft())
+        self._receivers.wake_all()
+        self._senders.wake_all()
         if not self._lost.done():
             self._lost.set_result(None)
 
@@ -91,12 +85,7 @@ class Connection(Protocol):
 
     def resume_writing(self) -> None:
         self._paused_writing = False
-        while self._senders:
-            _wake(self._senders.popleft())
-
-    def _wake_receivers(self) -> None:
-        while self._receivers:
-            _wake(self._receivers.popleft())
+        self._senders.wake_all()
 
     # ---------------------------------------------------------- the API
 
@@ -130,12 +119,11 @@ class Connection(Protocol):
         if transport._corked is not None and not self._queue:
             transport._uncork()  # no more input to answer now: write it all
         while self._paused_writing:
-            waiter = self._loop.create_future()
-            self._senders.append(waiter)
+            waiter = self._senders.park()
             try:
                 await waiter
             except asyncio.CancelledError:
-                _forget(self._senders, waiter)
+                self._senders.leave(waiter)
                 raise
             self._check_can_send()
 
@@ -183,7 +171,7 @@ class Connection(Protocol):
             try:
                 await waiter
             except asyncio.CancelledError:
-                _forget(self._receivers, waiter)
+                self._receivers.leave(waiter)
                 raise
 
     def _receiver(self) -> asyncio.Future[None]:
@@ -198,9 +186,7 @@ class Connection(Protocol):
         assert transport is not None
         if transport._corked is not None:
             transport._uncork()  # going idle: nothing may wait behind us
-        waiter = self._loop.create_future()
-        self._receivers.append(waiter)
-        return waiter
+        return self._receivers.park()
 
     def __aiter__(self) -> Connection:
         return self
@@ -224,7 +210,7 @@ class Connection(Protocol):
             try:
                 await waiter
             except asyncio.CancelledError:
-                _forget(self._receivers, waiter)
+                self._receivers.leave(waiter)
                 raise
         return self._take()
 
@@ -269,15 +255,3 @@ class Connection(Protocol):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
-def _forget(waiters: Waiters, waiter: asyncio.Future[None]) -> None:
-    # Only a cancelled wait gets here; its waiter is still in the deque
-    # unless it was woken in the same turn.
-    with contextlib.suppress(ValueError):
-        waiters.remove(waiter)
