@@ -32,6 +32,7 @@ from aiosock import (
     UDPAddress,
     UnixDatagramAddress,
 )
+from aiosock.aio._waiting import WaitingLine
 from aiosock.core.datagrams import DatagramQueue
 from aiosock.testing import turns_until
 from aiosock.testing.datagrams import (
@@ -349,7 +350,7 @@ class Unwaking(Endpoint[Any]):
     """Forgets the receivers waiting when it closes: none of them is woken."""
 
     async def aclose(self) -> None:
-        self._receivers.clear()
+        self._receivers = WaitingLine(self._loop)  # a new line: nobody in it
         await super().aclose()
 
 
