@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_testing_streams import Blind, Unpassing  # a sibling
 
 import aiosock
 import aiosock.testing
@@ -32,12 +33,14 @@ from aiosock import (
     UDPAddress,
     UnixDatagramAddress,
 )
+from aiosock.aio._waiting import WaitingLine
 from aiosock.core.datagrams import DatagramQueue
 from aiosock.testing import turns_until
 from aiosock.testing.datagrams import (
     DATAGRAM_CHECKS,
     DatagramPair,
     DatagramPairMaker,
+    check_a_woken_receiver_cancelled_passes_the_datagram_on,
     check_aclose_is_idempotent_and_safe_under_cancellation,
     check_bound_and_connected_endpoints,
     check_boundaries_at_every_size,
@@ -334,6 +337,27 @@ async def test_the_suite_sees_a_cancelled_receive_lose_a_datagram() -> None:
         await check_cancelled_receive_loses_no_datagram(memory_pairs(server=Forgetful))
 
 
+def receivers_in(line: type[WaitingLine]) -> type[Endpoint[Any]]:
+    """An Endpoint whose receivers wait in a ``line``."""
+
+    class Lined(Endpoint[Any]):
+        def __init__(self, limits: Limits) -> None:
+            super().__init__(limits)
+            self._receivers = line(self._loop)
+
+    return Lined
+
+
+@pytest.mark.parametrize("line", [Unpassing, Blind], ids=["woken", "cancelled"])
+async def test_the_suite_sees_a_wake_up_lost_with_a_cancelled_receiver(
+    line: type[WaitingLine],
+) -> None:
+    with pytest.raises(AssertionError, match="the second never got the datagram"):
+        await check_a_woken_receiver_cancelled_passes_the_datagram_on(
+            memory_pairs(server=receivers_in(line))
+        )
+
+
 async def test_the_suite_sees_datagrams_received_after_close(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -349,7 +373,7 @@ class Unwaking(Endpoint[Any]):
     """Forgets the receivers waiting when it closes: none of them is woken."""
 
     async def aclose(self) -> None:
-        self._receivers.clear()
+        self._receivers = WaitingLine(self._loop)  # a new line: nobody in it
         await super().aclose()
 
 

@@ -4,6 +4,7 @@ and that each check can fail."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import tempfile
@@ -14,6 +15,7 @@ import pytest
 
 import aiosock
 from aiosock import Codec, Connection, Limits
+from aiosock.aio._waiting import WaitingLine
 from aiosock.core.codecs import Buffer
 from aiosock.testing import memory, streams
 from aiosock.testing.memory import _MemoryTransport, memory_connection_pair
@@ -21,6 +23,7 @@ from aiosock.testing.streams import (
     STREAM_CHECKS,
     Pair,
     PairMaker,
+    check_a_woken_receiver_cancelled_passes_the_message_on,
     check_aclose_is_idempotent_and_safe_under_cancellation,
     check_backpressure_on_a_peer_that_does_not_read,
     check_closing_wakes_a_blocked_peer,
@@ -202,7 +205,7 @@ class Unwaking(Connection):
     """Forgets the receivers waiting when the connection is lost."""
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._receivers.clear()
+        self._receivers = WaitingLine(self._loop)  # a new line: nobody in it
         super().connection_lost(exc)
 
 
@@ -250,6 +253,49 @@ async def test_the_suite_sees_one_message_given_to_two_receivers(
     with pytest.raises(AssertionError, match=r"got \[b'one', b'one'\]"):
         await check_concurrent_receives_get_different_messages(
             broken(monkeypatch, Peeking)
+        )
+
+
+class Unpassing(WaitingLine):
+    """Drops the wake-up of a waiter woken, then cancelled before it ran."""
+
+    __slots__ = ()
+
+    def leave(self, waiter: asyncio.Future[None]) -> None:
+        if waiter.cancelled() or not waiter.done():
+            super().leave(waiter)
+
+
+class Blind(WaitingLine):
+    """Wakes the first waiter even if it was cancelled: nobody then wakes."""
+
+    __slots__ = ()
+
+    def wake_one(self) -> None:
+        if self._waiters:
+            waiter = self._waiters.popleft()
+            with contextlib.suppress(asyncio.InvalidStateError):  # cancelled
+                waiter.set_result(None)
+
+
+def receivers_in(line: type[WaitingLine]) -> type[Connection]:
+    """A Connection whose receivers wait in a ``line``."""
+
+    class Lined(Connection):
+        def __init__(self, limits: Limits) -> None:
+            super().__init__(limits)
+            self._receivers = line(self._loop)
+
+    return Lined
+
+
+@pytest.mark.parametrize("line", [Unpassing, Blind], ids=["woken", "cancelled"])
+async def test_the_suite_sees_a_wake_up_lost_with_a_cancelled_receiver(
+    monkeypatch: pytest.MonkeyPatch, line: type[WaitingLine]
+) -> None:
+    with pytest.raises(AssertionError, match="the second never got the message"):
+        await check_a_woken_receiver_cancelled_passes_the_message_on(
+            broken(monkeypatch, receivers_in(line))
         )
 
 

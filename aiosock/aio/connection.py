@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 from collections.abc import Sized
 from types import TracebackType
 from typing import Generic
 
+from aiosock.aio._waiting import WaitingLine
 from aiosock.aio.protocol import Protocol, Transport
 from aiosock.core.addresses import Address
 from aiosock.core.codecs import T
@@ -24,8 +24,6 @@ from aiosock.core.errors import ClosedResourceError, EndOfStream, RemoteProtocol
 from aiosock.core.limits import Limits
 
 __all__ = ["Connection"]
-
-Waiters = collections.deque[asyncio.Future[None]]
 
 
 class Connection(Protocol[T], Generic[T]):
@@ -43,10 +41,11 @@ class Connection(Protocol[T], Generic[T]):
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
+        self._loop = asyncio.get_running_loop()
         self._queue: collections.deque[T] = collections.deque()
         self._queued = 0  # bytes in _queue
-        self._receivers: Waiters = collections.deque()
-        self._senders: Waiters = collections.deque()
+        self._receivers = WaitingLine(self._loop)
+        self._senders = WaitingLine(self._loop)
         self._transport: Transport[T] | None = None
         self._paused_writing = False
         self._paused_reading = False
@@ -57,7 +56,6 @@ class Connection(Protocol[T], Generic[T]):
         self._read_timeout = limits.read_timeout
         self._read_high_water = limits.read_high_water
         self._resume_reading_at = limits.read_high_water // 2
-        self._loop = asyncio.get_running_loop()
         self._lost: asyncio.Future[None] = self._loop.create_future()
 
     # ------------------------------------------------- Protocol callbacks
@@ -71,14 +69,11 @@ class Connection(Protocol[T], Generic[T]):
         if self._queued > self._read_high_water and not self._paused_reading:
             self._paused_reading = True
             self.transport.pause_reading()
-        if self._receivers:
-            waiter = self._receivers.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+        self._receivers.wake_one()
 
     def eof_received(self) -> bool:
         self._eof = True
-        self._wake_receivers()
+        self._receivers.wake_all()
         return True  # keep the write side open: half-close
 
     def framing_error(self, exc: RemoteProtocolError) -> bool:
@@ -87,16 +82,15 @@ class Connection(Protocol[T], Generic[T]):
         self._end = exc
         self._eof = True
         self._resume_reading_at = -1  # the socket is not read again
-        self._wake_receivers()
+        self._receivers.wake_all()
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._end is None:
             self._end = exc
         self._eof = True
-        self._wake_receivers()
-        while self._senders:
-            _wake(self._senders.popleft())
+        self._receivers.wake_all()
+        self._senders.wake_all()
         if not self._lost.done():
             self._lost.set_result(None)
 
@@ -105,12 +99,7 @@ class Connection(Protocol[T], Generic[T]):
 
     def resume_writing(self) -> None:
         self._paused_writing = False
-        while self._senders:
-            _wake(self._senders.popleft())
-
-    def _wake_receivers(self) -> None:
-        while self._receivers:
-            _wake(self._receivers.popleft())
+        self._senders.wake_all()
 
     # ---------------------------------------------------------- the API
 
@@ -144,12 +133,11 @@ class Connection(Protocol[T], Generic[T]):
         if not self._queue and transport.batching:
             transport.flush()  # no more input to answer now: write it all
         while self._paused_writing:
-            waiter = self._loop.create_future()
-            self._senders.append(waiter)
+            waiter = self._senders.park()
             try:
                 await waiter
             except asyncio.CancelledError:
-                _forget(self._senders, waiter)
+                self._senders.leave(waiter)
                 raise
             self._check_can_send()
 
@@ -199,7 +187,7 @@ class Connection(Protocol[T], Generic[T]):
             try:
                 await waiter
             except asyncio.CancelledError:
-                _forget(self._receivers, waiter)
+                self._receivers.leave(waiter)
                 raise
 
     def _receiver(self) -> asyncio.Future[None]:
@@ -214,9 +202,7 @@ class Connection(Protocol[T], Generic[T]):
         assert transport is not None
         if transport.batching:
             transport.flush()  # going idle: nothing may wait behind us
-        waiter = self._loop.create_future()
-        self._receivers.append(waiter)
-        return waiter
+        return self._receivers.park()
 
     def __aiter__(self) -> Connection[T]:
         return self
@@ -240,7 +226,7 @@ class Connection(Protocol[T], Generic[T]):
             try:
                 await waiter
             except asyncio.CancelledError:
-                _forget(self._receivers, waiter)
+                self._receivers.leave(waiter)
                 raise
         return self._take()
 
@@ -290,15 +276,3 @@ class Connection(Protocol[T], Generic[T]):
 def _size(message: object) -> int:
     """What a message counts against ``read_high_water``: its len(), else 1."""
     return len(message) if isinstance(message, Sized) else 1
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
-def _forget(waiters: Waiters, waiter: asyncio.Future[None]) -> None:
-    # Only a cancelled wait gets here; its waiter is still in the deque
-    # unless it was woken in the same turn.
-    with contextlib.suppress(ValueError):
-        waiters.remove(waiter)

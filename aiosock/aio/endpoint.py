@@ -10,13 +10,12 @@ send()`` that waits.
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import socket
 from types import TracebackType
 from typing import Generic, TypeVar
 
 from aiosock._sockets import mapped_if_ipv6
+from aiosock.aio._waiting import WaitingLine
 from aiosock.aio.datagram import (
     ADDRESS_CACHE,
     DatagramProtocol,
@@ -68,8 +67,9 @@ class Endpoint(DatagramProtocol, Generic[T]):
         self._queue: DatagramQueue[Received | DatagramError] = DatagramQueue(
             limits.datagram_queue, limits.datagram_overflow, self.stats
         )
-        self._receivers: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._senders: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._loop = asyncio.get_running_loop()
+        self._receivers = WaitingLine(self._loop)
+        self._senders = WaitingLine(self._loop)
         self._paused_writing = False
         self._pending_error: OSError | None = None  # from the socket, not yet raised
         # Addresses send() took that need no name resolution.
@@ -77,7 +77,6 @@ class Endpoint(DatagramProtocol, Generic[T]):
         self._end: Exception | None = None  # why receive() can return no more
         self._closed = False
         self._connected = False
-        self._loop = asyncio.get_running_loop()
         self._lost: asyncio.Future[None] = self._loop.create_future()
 
     # ------------------------------------------------------ callbacks
@@ -89,25 +88,25 @@ class Endpoint(DatagramProtocol, Generic[T]):
 
     def datagram_received(self, data: bytes, address: Address | None) -> None:
         self._queue.push((data, address))
-        self._wake_one()
+        self._receivers.wake_one()
 
     def error_received(self, exc: Exception) -> None:
         if isinstance(exc, DatagramError):
             self._queue.push(exc)  # in order, and bounded like any datagram
-            self._wake_one()
+            self._receivers.wake_one()
         elif isinstance(exc, OSError):
             # Raised from the next send(); and, on a connected endpoint,
             # where every error is about the one peer, from receive() too.
             # A bound endpoint's receive() never raises another peer's.
             self._pending_error = exc
             if self._connected:
-                self._wake_all(self._receivers)
+                self._receivers.wake_all()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._end is None:
             self._end = exc or ClosedResourceError("the endpoint was closed")
-        self._wake_all(self._receivers)
-        self._wake_all(self._senders)
+        self._receivers.wake_all()
+        self._senders.wake_all()
         if not self._lost.done():
             self._lost.set_result(None)
 
@@ -116,22 +115,7 @@ class Endpoint(DatagramProtocol, Generic[T]):
 
     def resume_writing(self) -> None:
         self._paused_writing = False
-        self._wake_all(self._senders)
-
-    def _wake_one(self) -> None:
-        receivers = self._receivers
-        while receivers:
-            waiter = receivers.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-    @staticmethod
-    def _wake_all(waiters: collections.deque[asyncio.Future[None]]) -> None:
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+        self._senders.wake_all()
 
     # ------------------------------------------------------------ API
 
@@ -251,20 +235,14 @@ class Endpoint(DatagramProtocol, Generic[T]):
                 raise self._end.with_traceback(None)
             await self._park(self._receivers)
 
-    async def _park(self, waiters: collections.deque[asyncio.Future[None]]) -> None:
-        """Wait in ``waiters`` until woken; a cancelled waiter leaves the line."""
-        waiter = self._loop.create_future()
-        waiters.append(waiter)
+    async def _park(self, line: WaitingLine) -> None:
+        """Wait in ``line`` until woken; a cancelled waiter leaves the line
+        and passes on a wake-up it got but could not use."""
+        waiter = line.park()
         try:
             await waiter
         except asyncio.CancelledError:
-            if waiter.cancelled() or not waiter.done():
-                with contextlib.suppress(ValueError):  # may be out of line
-                    waiters.remove(waiter)
-            elif waiters is self._receivers and self._queue:
-                # Woken, then cancelled before it ran: the datagram it was
-                # woken for is still queued, so the next in line gets it.
-                self._wake_one()
+            line.leave(waiter)
             raise
 
     def __aiter__(self) -> Endpoint[T]:
@@ -295,7 +273,7 @@ class Endpoint(DatagramProtocol, Generic[T]):
         then release the socket. Idempotent; if cancelled, aborts and re-raises."""
         self._closed = True
         self._queue.clear()  # closed means closed: receive() gives nothing more
-        self._wake_all(self._receivers)
+        self._receivers.wake_all()
         transport = self.transport
         transport.close()
         try:

@@ -45,6 +45,7 @@ __all__ = [
     "DATAGRAM_CHECKS",
     "DatagramPair",
     "DatagramPairMaker",
+    "check_a_woken_receiver_cancelled_passes_the_datagram_on",
     "check_aclose_is_idempotent_and_safe_under_cancellation",
     "check_bound_and_connected_endpoints",
     "check_boundaries_at_every_size",
@@ -413,6 +414,50 @@ async def check_cancelled_receive_loses_no_datagram(
         assert got == [b"first", b"second"], f"after cancelling, got {got}"
 
 
+async def check_a_woken_receiver_cancelled_passes_the_datagram_on(
+    make_pair: DatagramPairMaker,
+) -> None:
+    """A receive() cancelled in the turn its datagram arrives leaves the
+    datagram to the next receive() waiting, whichever came first.
+
+    As the stream check of the same name (a timeout in the receiver's
+    caller does this): the cancellation is scheduled just before the
+    datagram is sent, just after, and as a timer due at once.
+    """
+    loop = asyncio.get_running_loop()
+    schedules = ("before the send", "after the send", "as a timer")
+    async with asyncio.timeout(CHECK_TIMEOUT), make_pair() as pair:
+        server = pair.server
+        for schedule in schedules:
+            first = asyncio.create_task(server.receive())
+            await turns_until(lambda: False, _QUIET_TURNS)  # waiting, then the next
+            second = asyncio.create_task(server.receive())
+            await turns_until(lambda: False, _QUIET_TURNS)
+            try:
+                if schedule == "before the send":
+                    loop.call_soon(first.cancel)
+                await pair.client.send(schedule.encode())
+                if schedule == "after the send":
+                    loop.call_soon(first.cancel)
+                elif schedule == "as a timer":
+                    loop.call_later(0, first.cancel)
+                got = _payload(
+                    await _soon(
+                        second,
+                        f"with the first receive() cancelled {schedule}, "
+                        "the second never got the datagram",
+                        _ARRIVAL_TURNS,
+                    )
+                )
+            finally:
+                first.cancel()
+                second.cancel()  # after a failure: none is left waiting
+            assert got == schedule.encode(), f"the second receive() got {got!r}"
+            with contextlib.suppress(asyncio.CancelledError):
+                taken = await first
+                raise AssertionError(f"a cancelled receive() returned {taken!r}")
+
+
 # ------------------------------------------------------------ helpers
 
 
@@ -465,4 +510,5 @@ DATAGRAM_CHECKS: tuple[Callable[[DatagramPairMaker], Awaitable[None]], ...] = (
     check_closing_wakes_blocked_receivers,
     check_aclose_is_idempotent_and_safe_under_cancellation,
     check_cancelled_receive_loses_no_datagram,
+    check_a_woken_receiver_cancelled_passes_the_datagram_on,
 )

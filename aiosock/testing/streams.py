@@ -37,6 +37,7 @@ __all__ = [
     "STREAM_CHECKS",
     "Pair",
     "PairMaker",
+    "check_a_woken_receiver_cancelled_passes_the_message_on",
     "check_aclose_is_idempotent_and_safe_under_cancellation",
     "check_backpressure_on_a_peer_that_does_not_read",
     "check_closing_wakes_a_blocked_peer",
@@ -169,6 +170,51 @@ async def check_concurrent_receives_get_different_messages(
         assert got == [b"one", b"two"], f"concurrent receives got {got}"
 
 
+async def check_a_woken_receiver_cancelled_passes_the_message_on(
+    make_pair: PairMaker,
+) -> None:
+    """A receive() cancelled in the turn its message arrives leaves the
+    message to the next receive() waiting, whichever came first.
+
+    A timeout in the receiver's caller does this: the message wakes it, the
+    timeout cancels it before it runs, and the message must not then sit in
+    the queue while another task waits for it. Loops and transports order
+    the callbacks of a turn differently, so the cancellation is scheduled
+    three ways to land in the arrival's turn: just before the message is
+    sent, just after, and as a timer due at once (as a timeout's is).
+    Between them the wake-up comes before the cancellation and after it
+    (both on asyncio's loop, whatever the transport).
+    """
+    loop = asyncio.get_running_loop()
+    schedules = ("before the send", "after the send", "as a timer")
+    async with asyncio.timeout(CHECK_TIMEOUT), make_pair(FRAMED) as (a, b):
+        for schedule in schedules:
+            first = asyncio.create_task(b.receive())
+            await turns_until(lambda: False, 10)  # let it wait, then the next
+            second = asyncio.create_task(b.receive())
+            await turns_until(lambda: False, 10)
+            try:
+                if schedule == "before the send":
+                    loop.call_soon(first.cancel)
+                await a.send(schedule.encode())
+                if schedule == "after the send":
+                    loop.call_soon(first.cancel)
+                elif schedule == "as a timer":
+                    loop.call_later(0, first.cancel)
+                got = await _soon(
+                    second,
+                    f"with the first receive() cancelled {schedule}, "
+                    "the second never got the message",
+                )
+            finally:
+                first.cancel()
+                second.cancel()  # after a failure: none is left waiting
+            assert got == schedule.encode(), f"the second receive() got {got!r}"
+            with contextlib.suppress(asyncio.CancelledError):
+                taken = await first
+                raise AssertionError(f"a cancelled receive() returned {taken!r}")
+
+
 async def check_aclose_is_idempotent_and_safe_under_cancellation(
     make_pair: PairMaker,
 ) -> None:
@@ -295,6 +341,7 @@ STREAM_CHECKS: list[Callable[[PairMaker], Awaitable[None]]] = [
     check_closing_wakes_a_blocked_peer,
     check_use_after_close,
     check_concurrent_receives_get_different_messages,
+    check_a_woken_receiver_cancelled_passes_the_message_on,
     check_aclose_is_idempotent_and_safe_under_cancellation,
     check_backpressure_on_a_peer_that_does_not_read,
 ]
