@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 from typing import cast
@@ -362,3 +363,34 @@ async def test_a_cancelled_aclose_aborts_at_once() -> None:
                 await closing
         received = await read_to_the_end(peer)
     assert received < sent, "the cancelled aclose() did not abort"
+
+
+async def test_a_connection_shows_no_callbacks() -> None:
+    # The callbacks belong to the protocol it owns, not to its public face.
+    callbacks = {name for name in dir(aiosock.Protocol) if not name.startswith("_")}
+    assert callbacks & set(dir(Connection)) == set()
+    left, right = socket.socketpair()
+    with right:
+        conn = await adopt(left)
+        assert callbacks & set(dir(conn)) == set()
+        await conn.aclose()
+
+
+async def test_a_connection_says_what_it_is(abstract_name: str) -> None:
+    release = asyncio.Event()
+
+    async def stall(conn: Connection) -> None:
+        await release.wait()  # reads nothing: a close has to wait
+
+    async with await aiosock.serve(stall, f"unix:@{abstract_name}") as server:
+        conn = await aiosock.connect(server.addresses[0])
+        name = f"<Connection unnamed -> unix:@{abstract_name}"
+        assert repr(conn) == f"{name} open>"
+        fill_write_buffer(conn.transport)
+        closing = asyncio.create_task(conn.aclose())
+        assert await turns_until(lambda: repr(conn) == f"{name} closing>")
+        closing.cancel()  # aclose() aborts
+        with contextlib.suppress(asyncio.CancelledError):
+            await closing
+        assert await turns_until(lambda: repr(conn) == f"{name} closed>")
+        release.set()

@@ -16,6 +16,7 @@ import pytest
 import aiosock
 from aiosock import Codec, Connection, Limits
 from aiosock.aio._waiting import WaitingLine
+from aiosock.aio.connection import ConnectionProtocol, protocol_of
 from aiosock.core.codecs import Buffer
 from aiosock.testing import memory, streams
 from aiosock.testing.memory import _MemoryTransport, memory_connection_pair
@@ -114,15 +115,23 @@ def test_every_check_is_listed_once() -> None:
 # (test_stream_conformance[memory-...]).
 
 
+Fault = type[_MemoryTransport] | type[Connection] | type[ConnectionProtocol]
+
+
 def broken(
     monkeypatch: pytest.MonkeyPatch,
-    fault: type[_MemoryTransport] | type[Connection],
+    fault: Fault,
     *,
     limits: Limits | None = None,
 ) -> PairMaker:
-    """Memory pairs with ``fault`` in place of the transport or the Connection."""
-    name = "Connection" if issubclass(fault, Connection) else "_MemoryTransport"
-    monkeypatch.setattr(memory, name, fault)
+    """Memory pairs with ``fault`` in place of the transport, the Connection
+    or the protocol behind it."""
+    if issubclass(fault, ConnectionProtocol):
+        monkeypatch.setattr(Connection, "_protocol_class", fault)
+    elif issubclass(fault, Connection):
+        monkeypatch.setattr(memory, "Connection", fault)
+    else:
+        monkeypatch.setattr(memory, "_MemoryTransport", fault)
 
     def make(codec: Codec) -> AbstractAsyncContextManager[Pair]:
         return memory_connection_pair(codec, limits=limits)
@@ -201,11 +210,11 @@ class DeafToEof(_MemoryTransport):
         pass
 
 
-class Unwaking(Connection):
+class Unwaking(ConnectionProtocol[bytes]):
     """Forgets the receivers waiting when the connection is lost."""
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._receivers = WaitingLine(self._loop)  # a new line: nobody in it
+        self.receivers = WaitingLine(self._loop)  # a new line: nobody in it
         super().connection_lost(exc)
 
 
@@ -216,7 +225,7 @@ class Unwaking(Connection):
 )
 async def test_the_suite_sees_a_close_that_wakes_no_receiver(
     monkeypatch: pytest.MonkeyPatch,
-    fault: type[_MemoryTransport] | type[Connection],
+    fault: Fault,
     blocked: str,
 ) -> None:
     with pytest.raises(AssertionError, match=f"{blocked} never returned"):
@@ -227,7 +236,7 @@ class Heedless(Connection):
     """send() after aclose() returns quietly instead of raising."""
 
     async def send(self, message: bytes) -> None:
-        if not self._closed:
+        if not protocol_of(self).closed:
             await super().send(message)
 
 
@@ -238,12 +247,12 @@ async def test_the_suite_sees_a_send_after_close(
         await check_use_after_close(broken(monkeypatch, Heedless))
 
 
-class Peeking(Connection):
+class Peeking(ConnectionProtocol[bytes]):
     """receive() gives the head of the queue and takes it off a turn later."""
 
-    def _take(self) -> bytes:
-        message = self._queue[0]
-        self._loop.call_soon(super()._take)
+    def take(self) -> bytes:
+        message = self.queue[0]
+        self._loop.call_soon(super().take)
         return message
 
 
@@ -278,13 +287,13 @@ class Blind(WaitingLine):
                 waiter.set_result(None)
 
 
-def receivers_in(line: type[WaitingLine]) -> type[Connection]:
-    """A Connection whose receivers wait in a ``line``."""
+def receivers_in(line: type[WaitingLine]) -> type[ConnectionProtocol[bytes]]:
+    """A Connection's protocol whose receivers wait in a ``line``."""
 
-    class Lined(Connection):
+    class Lined(ConnectionProtocol[bytes]):
         def __init__(self, limits: Limits) -> None:
             super().__init__(limits)
-            self._receivers = line(self._loop)
+            self.receivers = line(self._loop)
 
     return Lined
 

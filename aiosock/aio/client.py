@@ -7,7 +7,7 @@ import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from aiosock.aio.connection import Connection
+from aiosock.aio.connection import Connection, protocol_of
 from aiosock.aio.protocol import Protocol, Transport, adapter_for
 from aiosock.core.addresses import (
     Address,
@@ -45,7 +45,11 @@ async def connect(
     limits = limits or Limits()
     connection: Connection[T] = Connection(limits)
     await create_connection(
-        lambda: connection, address, codec=codec, limits=limits, timeout=timeout
+        lambda: protocol_of(connection),
+        address,
+        codec=codec,
+        limits=limits,
+        timeout=timeout,
     )
     return connection
 

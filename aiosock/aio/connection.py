@@ -1,11 +1,15 @@
 """The async API: :class:`Connection`, a stream of messages to await.
 
-It is a :class:`~aiosock.aio.protocol.Protocol` (the same adapter and
-codec as the callback API underneath) that queues what arrives for
-``receive()`` and makes ``send()`` wait while the write buffer is full.
-Memory is bounded both ways: past ``limits.read_high_water`` bytes of
-unreceived messages the socket is no longer read (until half of that is
-left), and a sender waits above ``limits.write_high_water``.
+A :class:`Connection` owns a :class:`ConnectionProtocol`: a
+:class:`~aiosock.aio.protocol.Protocol` (the same adapter and codec as
+the callback API underneath) that queues what arrives for ``receive()``
+and makes ``send()`` wait while the write buffer is full. Composition, not
+inheritance: the callbacks are the adapter's business and stay off the
+connection's public face, at no cost per message (the adapter calls the
+protocol directly; the connection's methods read its state through one
+attribute). Memory is bounded both ways: past ``limits.read_high_water``
+bytes of unreceived messages the socket is no longer read (until half of
+that is left), and a sender waits above ``limits.write_high_water``.
 """
 
 from __future__ import annotations
@@ -14,19 +18,139 @@ import asyncio
 import collections
 from collections.abc import Sized
 from types import TracebackType
-from typing import Generic
+from typing import Any, ClassVar, Generic
 
 from aiosock.aio._waiting import WaitingLine
-from aiosock.aio.protocol import Protocol, Transport
+from aiosock.aio.protocol import Protocol, Transport, describe
 from aiosock.core.addresses import Address
 from aiosock.core.codecs import T
 from aiosock.core.errors import ClosedResourceError, EndOfStream, RemoteProtocolError
 from aiosock.core.limits import Limits
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "ConnectionProtocol", "protocol_of"]
 
 
-class Connection(Protocol[T], Generic[T]):
+class ConnectionProtocol(Protocol[T]):
+    """The callbacks and the state behind one :class:`Connection` (internal).
+
+    It queues messages for receivers and holds senders back above high
+    water; the :class:`Connection` that owns it is the awaitable face.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._loop = asyncio.get_running_loop()
+        self.queue: collections.deque[T] = collections.deque()
+        self.queued = 0  # bytes in queue
+        self.receivers = WaitingLine(self._loop)
+        self.senders = WaitingLine(self._loop)
+        self._transport: Transport[T] | None = None
+        self.paused_writing = False
+        self._paused_reading = False
+        self._eof = False
+        self.closed = False  # by aclose() or abort()
+        # Why receive() can return no more: None while it still can.
+        self._end: Exception | None = None
+        self.read_timeout = limits.read_timeout
+        self._read_high_water = limits.read_high_water
+        self._resume_reading_at = limits.read_high_water // 2
+        self.lost: asyncio.Future[None] = self._loop.create_future()
+
+    # ------------------------------------------------- Protocol callbacks
+
+    def connection_made(self, transport: Transport[T]) -> None:
+        self._transport = transport
+
+    def message_received(self, message: T) -> None:
+        self.queue.append(message)
+        self.queued += len(message) if isinstance(message, bytes) else _size(message)
+        if self.queued > self._read_high_water and not self._paused_reading:
+            self._paused_reading = True
+            self.transport.pause_reading()
+        self.receivers.wake_one()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self.receivers.wake_all()
+        return True  # keep the write side open: half-close
+
+    def framing_error(self, exc: RemoteProtocolError) -> bool:
+        # receive() raises exc after the messages before it; sending goes
+        # on (an error reply) until aclose(), as on the blocking driver.
+        self._end = exc
+        self._eof = True
+        self._resume_reading_at = -1  # the socket is not read again
+        self.receivers.wake_all()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._end is None:
+            self._end = exc
+        self._eof = True
+        self.receivers.wake_all()
+        self.senders.wake_all()
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.paused_writing = True
+
+    def resume_writing(self) -> None:
+        self.paused_writing = False
+        self.senders.wake_all()
+
+    def take(self) -> T:
+        """The next queued message (there is one), with the bookkeeping."""
+        message = self.queue.popleft()
+        self.queued -= len(message) if isinstance(message, bytes) else _size(message)
+        if self.queue:
+            # More input is here already: hold the replies to write them
+            # together (until the queue is empty, or the next loop turn).
+            self.transport.batch()
+        if self._paused_reading and self.queued <= self._resume_reading_at:
+            self._paused_reading = False
+            self.transport.resume_reading()
+        return message
+
+    async def wait_for_message(self) -> None:
+        while not self.queue or self.closed:
+            waiter = self.receiver()
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                self.receivers.leave(waiter)
+                raise
+
+    def receiver(self) -> asyncio.Future[None]:
+        """A future for a receiver to wait on, or why it cannot wait."""
+        if self.closed:
+            raise ClosedResourceError("the connection was closed")
+        if self._eof:
+            # Reset the traceback: the same error may be raised on
+            # every later call, and must not grow each time.
+            raise (self._end or EndOfStream()).with_traceback(None)
+        transport = self._transport
+        assert transport is not None
+        if transport.batching:
+            transport.flush()  # going idle: nothing may wait behind us
+        return self.receivers.park()
+
+    @property
+    def transport(self) -> Transport[T]:
+        assert self._transport is not None, "not connected"
+        return self._transport
+
+    @property
+    def state(self) -> str:
+        """``"open"``, ``"closing"`` or ``"closed"``, for repr()."""
+        if self.lost.done():
+            return "closed"
+        if self.closed or self._transport is None:
+            return "closing"
+        return self._transport.state
+
+
+class Connection(Generic[T]):
     """One stream connection with awaitable ``send`` and ``receive``.
 
     ``T`` is the message type of its codec: ``Connection[bytes]`` for the
@@ -39,83 +163,36 @@ class Connection(Protocol[T], Generic[T]):
     each get different messages, in order of arrival.
     """
 
+    __slots__ = ("_protocol",)
+
+    # What a connection is made of: a class, so that a test can break it.
+    _protocol_class: ClassVar[type[ConnectionProtocol[Any]]] = ConnectionProtocol
+
     def __init__(self, limits: Limits) -> None:
-        self._limits = limits
-        self._loop = asyncio.get_running_loop()
-        self._queue: collections.deque[T] = collections.deque()
-        self._queued = 0  # bytes in _queue
-        self._receivers = WaitingLine(self._loop)
-        self._senders = WaitingLine(self._loop)
-        self._transport: Transport[T] | None = None
-        self._paused_writing = False
-        self._paused_reading = False
-        self._eof = False
-        self._closed = False  # by aclose() or abort()
-        # Why receive() can return no more: None while it still can.
-        self._end: Exception | None = None
-        self._read_timeout = limits.read_timeout
-        self._read_high_water = limits.read_high_water
-        self._resume_reading_at = limits.read_high_water // 2
-        self._lost: asyncio.Future[None] = self._loop.create_future()
+        self._protocol: ConnectionProtocol[T] = self._protocol_class(limits)
 
-    # ------------------------------------------------- Protocol callbacks
-
-    def connection_made(self, transport: Transport[T]) -> None:
-        self._transport = transport
-
-    def message_received(self, message: T) -> None:
-        self._queue.append(message)
-        self._queued += len(message) if isinstance(message, bytes) else _size(message)
-        if self._queued > self._read_high_water and not self._paused_reading:
-            self._paused_reading = True
-            self.transport.pause_reading()
-        self._receivers.wake_one()
-
-    def eof_received(self) -> bool:
-        self._eof = True
-        self._receivers.wake_all()
-        return True  # keep the write side open: half-close
-
-    def framing_error(self, exc: RemoteProtocolError) -> bool:
-        # receive() raises exc after the messages before it; sending goes
-        # on (an error reply) until aclose(), as on the blocking driver.
-        self._end = exc
-        self._eof = True
-        self._resume_reading_at = -1  # the socket is not read again
-        self._receivers.wake_all()
-        return True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._end is None:
-            self._end = exc
-        self._eof = True
-        self._receivers.wake_all()
-        self._senders.wake_all()
-        if not self._lost.done():
-            self._lost.set_result(None)
-
-    def pause_writing(self) -> None:
-        self._paused_writing = True
-
-    def resume_writing(self) -> None:
-        self._paused_writing = False
-        self._senders.wake_all()
-
-    # ---------------------------------------------------------- the API
+    def __repr__(self) -> str:
+        protocol = self._protocol
+        if protocol._transport is None:
+            return f"<{type(self).__name__} unconnected>"
+        transport = protocol._transport
+        return describe(
+            self, transport.local_address, transport.peer_address, protocol.state
+        )
 
     @property
     def transport(self) -> Transport[T]:
-        assert self._transport is not None, "not connected"
-        return self._transport
+        """The callback API's transport underneath (sends without waiting)."""
+        return self._protocol.transport
 
     @property
     def local_address(self) -> Address | None:
-        return self.transport.local_address
+        return self._protocol.transport.local_address
 
     @property
     def peer_address(self) -> Address | None:
         """None for an unnamed Unix peer (a client that never bound)."""
-        return self.transport.peer_address
+        return self._protocol.transport.peer_address
 
     async def send(self, message: T) -> None:
         """Send one message; wait while the write buffer is above high water.
@@ -127,24 +204,22 @@ class Connection(Protocol[T], Generic[T]):
         that were waiting. If cancelled while waiting, the message has
         already been handed to the transport.
         """
-        transport = self._transport
-        assert transport is not None
+        protocol = self._protocol
+        transport = protocol.transport
         transport.send(message)
-        if not self._queue and transport.batching:
+        if not protocol.queue and transport.batching:
             transport.flush()  # no more input to answer now: write it all
-        while self._paused_writing:
-            waiter = self._senders.park()
+        while protocol.paused_writing:
+            senders = protocol.senders
+            waiter = senders.park()
             try:
                 await waiter
             except asyncio.CancelledError:
-                self._senders.leave(waiter)
+                senders.leave(waiter)
                 raise
-            self._check_can_send()
-
-    def _check_can_send(self) -> None:
-        error = self.transport.send_error
-        if error is not None:
-            raise error
+            error = transport.send_error
+            if error is not None:
+                raise error
 
     async def receive(self) -> T:
         """The next message.
@@ -160,49 +235,14 @@ class Connection(Protocol[T], Generic[T]):
         :class:`TimeoutError` after ``limits.read_timeout`` (the connection
         stays usable). Cancellation loses no message.
         """
-        if not self._queue or self._closed:
-            if self._read_timeout is None:
-                await self._wait_for_message()
+        protocol = self._protocol
+        if not protocol.queue or protocol.closed:
+            if protocol.read_timeout is None:
+                await protocol.wait_for_message()
             else:
-                async with asyncio.timeout(self._read_timeout):
-                    await self._wait_for_message()
-        return self._take()
-
-    def _take(self) -> T:
-        """The next queued message (there is one), with the bookkeeping."""
-        message = self._queue.popleft()
-        self._queued -= len(message) if isinstance(message, bytes) else _size(message)
-        if self._queue:
-            # More input is here already: hold the replies to write them
-            # together (until the queue is empty, or the next loop turn).
-            self.transport.batch()
-        if self._paused_reading and self._queued <= self._resume_reading_at:
-            self._paused_reading = False
-            self.transport.resume_reading()
-        return message
-
-    async def _wait_for_message(self) -> None:
-        while not self._queue or self._closed:
-            waiter = self._receiver()
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                self._receivers.leave(waiter)
-                raise
-
-    def _receiver(self) -> asyncio.Future[None]:
-        """A future for a receiver to wait on, or why it cannot wait."""
-        if self._closed:
-            raise ClosedResourceError("the connection was closed")
-        if self._eof:
-            # Reset the traceback: the same error may be raised on
-            # every later call, and must not grow each time.
-            raise (self._end or EndOfStream()).with_traceback(None)
-        transport = self._transport
-        assert transport is not None
-        if transport.batching:
-            transport.flush()  # going idle: nothing may wait behind us
-        return self._receivers.park()
+                async with asyncio.timeout(protocol.read_timeout):
+                    await protocol.wait_for_message()
+        return protocol.take()
 
     def __aiter__(self) -> Connection[T]:
         return self
@@ -212,30 +252,31 @@ class Connection(Protocol[T], Generic[T]):
 
         Like :meth:`receive`, with the same errors but for EOF.
         """
-        if self._read_timeout is not None:
+        protocol = self._protocol
+        if protocol.read_timeout is not None:
             try:
                 return await self.receive()
             except EndOfStream:
                 raise StopAsyncIteration from None
-        # _wait_for_message() inlined: a coroutine less per message.
-        while not self._queue or self._closed:
+        # wait_for_message() inlined: a coroutine less per message.
+        while not protocol.queue or protocol.closed:
             try:
-                waiter = self._receiver()
+                waiter = protocol.receiver()
             except EndOfStream:
                 raise StopAsyncIteration from None
             try:
                 await waiter
             except asyncio.CancelledError:
-                self._receivers.leave(waiter)
+                protocol.receivers.leave(waiter)
                 raise
-        return self._take()
+        return protocol.take()
 
     async def send_eof(self) -> None:
         """Half-close: the peer reads everything sent, then EOF; receiving goes on.
 
         Idempotent. Later sends raise :class:`ClosedResourceError`.
         """
-        self.transport.send_eof()
+        self._protocol.transport.send_eof()
 
     async def aclose(self) -> None:
         """Close: flush what was sent, then release the socket. Idempotent.
@@ -244,12 +285,13 @@ class Connection(Protocol[T], Generic[T]):
         buffered bytes, then aborts. If cancelled, it aborts at once and
         re-raises: the connection is closed either way.
         """
-        self._closed = True
-        transport = self.transport
+        protocol = self._protocol
+        protocol.closed = True
+        transport = protocol.transport
         transport.close()
         try:
-            async with asyncio.timeout(self._limits.close_timeout):
-                await asyncio.shield(self._lost)
+            async with asyncio.timeout(protocol.limits.close_timeout):
+                await asyncio.shield(protocol.lost)
         except TimeoutError:
             transport.abort()
         except asyncio.CancelledError:
@@ -258,8 +300,9 @@ class Connection(Protocol[T], Generic[T]):
 
     def abort(self) -> None:
         """Close now, dropping buffered bytes. Idempotent."""
-        self._closed = True
-        self.transport.abort()
+        protocol = self._protocol
+        protocol.closed = True
+        protocol.transport.abort()
 
     async def __aenter__(self) -> Connection[T]:
         return self
@@ -271,6 +314,11 @@ class Connection(Protocol[T], Generic[T]):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def protocol_of(connection: Connection[T]) -> ConnectionProtocol[T]:
+    """The protocol an adapter drives for ``connection`` (aiosock's own use)."""
+    return connection._protocol
 
 
 def _size(message: object) -> int:

@@ -318,7 +318,7 @@ class Transport(Generic[T]):
         return "closing" if self._transport.is_closing() else "open"
 
     def __repr__(self) -> str:
-        return _describe(self, self._local, self._peer, self.state)
+        return describe(self, self._local, self._peer, self.state)
 
 
 class StreamAdapter(asyncio.Protocol, Generic[T]):
@@ -563,7 +563,7 @@ class BufferedPassThroughAdapter(BufferedStreamAdapter[bytes]):
         self._deliver(self._view[:nbytes].tobytes())
 
 
-def _describe(
+def describe(
     thing: object, local: Address | None, peer: Address | None, state: str
 ) -> str:
     """``<Kind local -> peer state>``, as logs print connections."""

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, overload
 
-from aiosock.aio.connection import Connection
+from aiosock.aio.connection import Connection, protocol_of
 from aiosock.aio.listeners import DEFAULT_BACKLOG, Listener, adopt, open_listeners
 from aiosock.aio.protocol import Protocol, StreamAdapter, adapter_for
 from aiosock.core.addresses import Address, parse_address
@@ -320,16 +320,17 @@ class Server:
 
     def _admit(self, sock: socket.socket) -> None:
         sock.setblocking(False)
-        protocol = (
-            self._protocol_factory()
-            if self._protocol_factory is not None
-            else Connection(self._limits)
-        )
+        connection: Connection[Any] | None = None
+        if self._protocol_factory is not None:
+            protocol = self._protocol_factory()
+        else:
+            connection = Connection(self._limits)
+            protocol = protocol_of(connection)
         adapter = self._adapter(protocol, self._codec, self._limits)
         adapter.on_lost = self._untrack
         self._adapters.add(adapter)
         self._idle.clear()
-        task = self._group.create_task(self._serve_one(sock, adapter, protocol))
+        task = self._group.create_task(self._serve_one(sock, adapter, connection))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -341,8 +342,12 @@ class Server:
             self._move(_S.SERVING)
 
     async def _serve_one(
-        self, sock: socket.socket, adapter: StreamAdapter[Any], protocol: Protocol[Any]
+        self,
+        sock: socket.socket,
+        adapter: StreamAdapter[Any],
+        connection: Connection[Any] | None,
     ) -> None:
+        """Make the transport; run the handler on ``connection`` if it has one."""
         try:
             await self._loop.connect_accepted_socket(lambda: adapter, sock)
         except BaseException as exc:
@@ -356,8 +361,8 @@ class Server:
             logger.debug("connection lost as it was accepted: %s", exc)
             return
         if self._handler is not None:
-            assert isinstance(protocol, Connection)
-            await self._run_handler(self._handler, protocol)
+            assert connection is not None
+            await self._run_handler(self._handler, connection)
 
     @staticmethod
     async def _run_handler(handler: Handler[Any], connection: Connection[Any]) -> None:

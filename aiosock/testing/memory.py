@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from aiosock.aio.connection import Connection
+from aiosock.aio.connection import Connection, protocol_of
 from aiosock.aio.protocol import Protocol, StreamAdapter, Transport
 from aiosock.core.codecs import Buffer, Codec, T, codec_or_raw
 from aiosock.core.limits import Limits
@@ -215,7 +215,7 @@ async def memory_connection_pair(
     limits = limits or Limits()
     a: Connection[T] = Connection(limits)
     b: Connection[T] = Connection(limits)
-    memory_pair(a, b, codec=codec, limits=limits)
+    memory_pair(protocol_of(a), protocol_of(b), codec=codec, limits=limits)
     try:
         yield a, b
     finally:
