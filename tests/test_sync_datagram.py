@@ -945,7 +945,7 @@ def test_failures_leave_no_descriptor_or_file_behind(
         def refuse(sock: socket.socket, wanted: int) -> int:
             raise broken
 
-        monkeypatch.setattr("aiosock.sync._datagram.unix_send_limit", refuse)
+        monkeypatch.setattr("aiosock._datagram_sockets.unix_send_limit", refuse)
         with pytest.raises(OSError, match="no send buffer for you"):
             open_datagram(client_path)
         assert open_sockets() == before
