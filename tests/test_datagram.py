@@ -1061,6 +1061,61 @@ async def test_a_socket_closed_under_an_endpoint_with_datagrams_kept_ends_it() -
     assert transport.get_write_buffer_size() == 0
 
 
+@pytest.mark.parametrize("kept", [1, 2])
+@pytest.mark.parametrize("woken_by", ["room to send", "a datagram to read"])
+async def test_a_socket_closed_under_a_reading_and_sending_endpoint_ends_it(
+    woken_by: str,
+    kept: int,
+    abstract_name: str,
+    loop_failures: list[dict[str, object]],
+) -> None:
+    # Watched both ways when its descriptor goes: asyncio's selector fails
+    # to stop watching one way (EBADF) and hung the endpoint; libuv aborted
+    # the process when the watch changed to one way on the closed descriptor.
+    name = abstract_name
+    slow = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    slow.bind(f"\0{name}-slow")
+    slow.setblocking(False)
+    with slow:
+        # Connected: its socket is writable only when the peer has room.
+        transport, protocol = await aiosock.create_datagram_endpoint(
+            Recorder, local=f"unixgram:@{name}-server", remote=f"unixgram:@{name}-slow"
+        )
+        filled = await fill_until_queued(transport, None)  # one kept
+        for _ in range(kept - 1):
+            transport.send(b"kept too")
+        assert transport.is_reading()
+        await asyncio.sleep(0)  # a turn: the loop starts watching for room
+        sock = transport.get_extra_info("socket")
+        # A copy of the descriptor lives on (as in a forked child), so the
+        # socket, and the loop's watch on it, outlive the close.
+        copy = os.dup(sock.fileno())
+        try:
+            sock.close()  # the transport's socket: a mistake of the program's
+            if woken_by == "room to send":
+                read_all(slow)
+            else:
+                slow.sendto(b"wake up", f"\0{name}-server")
+            lost = await closed(protocol)
+        finally:
+            os.close(copy)
+    assert isinstance(lost, ClosedResourceError)
+    assert str(lost) == f"the socket of unixgram:@{name}-server was already closed"
+    assert isinstance(lost.__cause__, OSError)
+    assert lost.__cause__.errno == errno.EBADF
+    assert transport.is_closing()
+    with pytest.raises(ClosedResourceError):
+        transport.send(b"late")
+    stats = transport.stats
+    if woken_by == "room to send":  # the first kept one failed, the rest given up
+        assert (stats.sent, stats.errors, stats.dropped) == (filled - 1, 1, kept - 1)
+    else:  # every kept one given up; a read that fails loses no datagram
+        assert (stats.sent, stats.errors, stats.dropped) == (filled - 1, 0, kept)
+    assert stats.received == 0
+    assert protocol.events == ["made", "lost"]
+    assert loop_failures == []
+
+
 async def test_extra_info_gives_the_socket_and_its_names_as_asyncio_does() -> None:
     async with await aiosock.open_datagram("udp://127.0.0.1:0") as server:
         assert isinstance(server.local_address, UDPAddress)
