@@ -126,16 +126,13 @@ def udp_socket(
 ) -> socket.socket:
     """A UDP socket bound and connected to resolved addresses; closed if that fails."""
     sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
+    with released_on_failure(sock, None):
         if family == socket.AF_INET6 and dual_stack:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         if bind_to is not None:
             sock.bind(bind_to)
         if connect_to is not None:
             sock.connect(connect_to)
-    except BaseException:
-        sock.close()
-        raise
     return sock
 
 

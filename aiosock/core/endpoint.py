@@ -54,6 +54,7 @@ __all__ = [
     "MEMINFO_SIZE",
     "SO_MEMINFO",
     "EndpointState",
+    "Resolver",
     "describe_endpoint",
     "meminfo_drops",
     "needs_resolving",
@@ -68,10 +69,6 @@ Resolver = Callable[[UDPAddress, int], UDPAddress]
 # endpoint with more peers than this converts again, it does not grow
 # without bound.
 ADDRESS_CACHE = 1024
-
-# The descriptor is gone: the endpoint is finished, unlike after an ICMP
-# error, which costs one datagram.
-_CLOSED_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
 
 # Linux's getsockopt(SOL_SOCKET, SO_MEMINFO) (include/uapi/linux/sock_diag.h):
 # the socket's memory counters as native u32s, SK_MEMINFO_DROPS the ninth,
@@ -310,15 +307,14 @@ class EndpointState:
         driver to connect again before the next send.
         """
         self.stats.errors += 1
-        if exc.errno in _CLOSED_ERRNOS:
-            return self._closed_under(exc)
+        ended = self._ended_by(exc)
         if (
             exc.errno == errno.ECONNREFUSED
             and self.connected
             and self.family == AddressFamily.AF_UNIX
         ):
             self.rejoin = True
-        return None
+        return ended
 
     def receive_failed(self, exc: OSError) -> ClosedResourceError | None:
         """A read the socket refused.
@@ -328,15 +324,17 @@ class EndpointState:
         for an earlier datagram, counted in ``stats.errors``, after which
         the socket stays usable, as every OS treats it.
         """
-        if exc.errno in _CLOSED_ERRNOS:
-            return self._closed_under(exc)
-        self.stats.errors += 1
-        return None
+        ended = self._ended_by(exc)
+        if ended is None:
+            self.stats.errors += 1
+        return ended
 
-    def _closed_under(self, exc: OSError) -> ClosedResourceError:
+    def _ended_by(self, exc: OSError) -> ClosedResourceError | None:
+        """The error that ends the endpoint when ``exc`` says its descriptor
+        is gone; None otherwise, whatever translate_os_error would call a
+        broken stream: a datagram socket's other errors are one datagram's."""
         error = translate_os_error(exc, address=self.local or self.peer)
-        assert isinstance(error, ClosedResourceError)
-        return error
+        return error if isinstance(error, ClosedResourceError) else None
 
     # ------------------------------------------------------ kernel drops
 
