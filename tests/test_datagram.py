@@ -738,6 +738,15 @@ async def test_a_socket_closed_under_an_endpoint_with_datagrams_kept_ends_it() -
     assert transport.get_write_buffer_size() == 0
 
 
+def slow_peer(name: str) -> socket.socket:
+    """A non-blocking Unix datagram socket at ``@{name}-slow``, which reads
+    only when a test reads it: its queue fills, and kept datagrams wait."""
+    slow = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    slow.bind(f"\0{name}-slow")
+    slow.setblocking(False)
+    return slow
+
+
 @pytest.mark.parametrize("kept", [1, 2])
 @pytest.mark.parametrize("woken_by", ["room to send", "a datagram to read"])
 async def test_a_socket_closed_under_a_reading_and_sending_endpoint_ends_it(
@@ -750,10 +759,7 @@ async def test_a_socket_closed_under_a_reading_and_sending_endpoint_ends_it(
     # to stop watching one way (EBADF) and hung the endpoint; libuv aborted
     # the process when the watch changed to one way on the closed descriptor.
     name = abstract_name
-    slow = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    slow.bind(f"\0{name}-slow")
-    slow.setblocking(False)
-    with slow:
+    with slow_peer(name) as slow:
         # Connected: its socket is writable only when the peer has room.
         transport, protocol = await aiosock.create_datagram_endpoint(
             Recorder, local=f"unixgram:@{name}-server", remote=f"unixgram:@{name}-slow"
@@ -972,10 +978,7 @@ async def test_repr_shows_the_kind_the_addresses_and_the_state(
     abstract_name: str,
 ) -> None:
     name = abstract_name
-    slow = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    slow.bind(f"\0{name}-slow")
-    slow.setblocking(False)
-    with slow:
+    with slow_peer(name) as slow:
         _, endpoint = await aiosock.create_datagram_endpoint(
             lambda: Endpoint[bytes](Limits()),
             local=f"unixgram:@{name}",
