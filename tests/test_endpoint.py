@@ -295,3 +295,9 @@ async def test_an_abort_ends_a_send_waiting_above_high_water() -> None:
         assert isinstance(error, ClosedResourceError)
         assert str(error) == "the endpoint was closed"
     assert endpoint.stats.dropped == 2
+
+
+async def test_an_endpoint_not_yet_opened_says_so() -> None:
+    # What create_datagram_endpoint's protocol factory makes, before it is
+    # given a transport (a log line from connection_made's caller, say).
+    assert repr(Endpoint[bytes](Limits())) == "<Endpoint unopened>"
