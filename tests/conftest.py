@@ -12,7 +12,7 @@ import contextlib
 import os
 import secrets
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -74,6 +74,18 @@ def abstract_name() -> str:
     more names from this one (``f"{abstract_name}-slow"``).
     """
     return f"aiosock-test-{secrets.token_hex(8)}"
+
+
+@pytest.fixture
+def raw_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A plain Unix datagram socketpair, both ends blocking with a timeout
+    of 10 s (generous: the machine is shared), so that a lost datagram
+    fails a test instead of hanging it."""
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    left.settimeout(10.0)
+    right.settimeout(10.0)
+    with left, right:
+        yield left, right
 
 
 def _free_udp_port(host: str) -> int:

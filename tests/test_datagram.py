@@ -1,4 +1,10 @@
-"""Datagram endpoints over real sockets, on both loops."""
+"""The asyncio datagram transport and the Endpoint over real sockets, on
+both loops: what the blocking endpoint does not have (the callback API,
+reading in the background, a queue, kept datagrams, cancellation).
+
+What both drivers share is held by one set of tests run against both
+(test_datagram_behaviour.py).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,7 @@ import contextlib
 import errno
 import os
 import random
-import re
 import socket
-import stat
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -19,17 +23,16 @@ import pytest
 import aiosock
 from aiosock import (
     ClosedResourceError,
-    DatagramError,
     DatagramTooLarge,
     DatagramTruncated,
     Endpoint,
-    LengthPrefixed,
     Limits,
     OverflowPolicy,
     UDPAddress,
     UnixDatagramAddress,
 )
 from aiosock.aio.datagram import READ_BATCH
+from aiosock.testing import MemoryNetwork
 from aiosock.testing.streams import turns_until
 
 
@@ -70,63 +73,6 @@ async def loop_failures() -> list[dict[str, object]]:
     return failures
 
 
-@pytest.mark.parametrize(
-    "server_address",
-    ["udp://127.0.0.1:0", "udp://[::1]:0", "unixgram", "unixgram:@"],
-)
-async def test_a_connected_client_and_a_bound_server_answer_each_other(
-    server_address: str, tmp_path: Path, abstract_name: str
-) -> None:
-    if server_address == "unixgram":
-        server_address = f"unixgram://{tmp_path / 's.sock'}"
-    elif server_address == "unixgram:@":
-        server_address = f"unixgram:@{abstract_name}"
-    async with await aiosock.open_datagram(server_address) as server:
-        assert server.peer_address is None
-        target = server.local_address
-        assert target is not None
-        if isinstance(target, UDPAddress):
-            assert target.port != 0
-        async with await aiosock.connect_datagram(target) as client:
-            assert client.peer_address == target
-            await client.send(b"ping")
-            data, sender = await server.receive()
-            assert data == b"ping"
-            # A Unix client is auto-bound, so the server can answer it.
-            assert sender is not None
-            assert sender == client.local_address
-            await server.send(b"pong", sender)
-            assert await client.receive() == b"pong"
-            assert client.stats.sent == 1
-            assert client.stats.received == 1
-            assert server.stats.received == 1
-            assert server.stats.sent == 1
-
-
-async def test_all_interfaces_takes_both_families() -> None:
-    async with await aiosock.open_datagram("udp://:0") as server:
-        assert isinstance(server.local_address, UDPAddress)
-        port = server.local_address.port
-        for host in ("127.0.0.1", "[::1]"):
-            async with await aiosock.connect_datagram(f"udp://{host}:{port}") as c:
-                await c.send(host.encode())
-                data, sender = await server.receive()
-                assert data == host.encode()
-                await server.send(data, sender)
-                assert await c.receive() == data
-
-
-async def test_a_host_name_is_resolved_by_the_async_send() -> None:
-    async with (
-        await aiosock.open_datagram("udp://127.0.0.1:0") as server,
-        await aiosock.open_datagram("udp://127.0.0.1:0") as client,
-    ):
-        assert isinstance(server.local_address, UDPAddress)
-        await client.send(b"x", f"udp://localhost:{server.local_address.port}")
-        data, _ = await server.receive()
-        assert data == b"x"
-
-
 async def test_boundaries_are_kept_for_every_size(
     pair: tuple[Endpoint[bytes], Endpoint[bytes]],
 ) -> None:
@@ -137,63 +83,6 @@ async def test_boundaries_are_kept_for_every_size(
         await a.send(bytes([size % 251]) * size)
     for size in sizes:
         assert await b.receive() == bytes([size % 251]) * size
-
-
-async def test_udp_sizes_up_to_the_protocol_maximum() -> None:
-    async with (
-        await aiosock.open_datagram("udp://127.0.0.1:0") as server,
-        await aiosock.connect_datagram(server.local_address or "") as client,
-    ):
-        assert client.max_datagram_size == 65_507
-        for size in (0, 1, 1472, 1473, 65_507):
-            await client.send(b"u" * size)
-            data, _ = await server.receive()
-            assert data == b"u" * size
-        with pytest.raises(DatagramTooLarge, match="65508 bytes"):
-            await client.send(b"u" * 65_508)
-        assert client.stats.sent == 5
-
-
-async def test_a_datagram_longer_than_the_buffer_is_reported_not_cut() -> None:
-    small = Limits(max_frame_size=100)
-    raw, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    _, end = await aiosock.create_datagram_endpoint(
-        lambda: Endpoint[bytes](small), sock=peer, limits=small
-    )
-    async with end:
-        with raw:  # a plain socket sends past the limit; aiosock would refuse
-            raw.send(b"x" * 250)
-            raw.send(b"ok")
-            with pytest.raises(DatagramTruncated) as caught:
-                await end.receive()
-            assert caught.value.size == 250
-            assert caught.value.partial == b"x" * 100
-            assert await end.receive() == b"ok"  # and it goes on
-        assert end.stats.truncated == 1
-        assert end.stats.received == 2
-
-
-async def test_iteration_skips_a_truncated_datagram_and_counts_it() -> None:
-    small = Limits(max_frame_size=100)
-    raw, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    _, end = await aiosock.create_datagram_endpoint(
-        lambda: Endpoint[bytes](small), sock=peer, limits=small
-    )
-    async with end:
-        with raw:  # a plain socket sends past the limit; aiosock would refuse
-            raw.send(b"x" * 250)
-            raw.send(b"ok")
-            raw.send(b"y" * 101)
-            raw.send(b"last")
-            got = []
-            async with asyncio.timeout(10):
-                async for data in end:
-                    got.append(data)
-                    if data == b"last":
-                        break
-        assert got == [b"ok", b"last"]
-        assert end.stats.truncated == 2
-        assert end.stats.received == 4
 
 
 async def test_a_full_queue_drops_the_newest_and_counts_exactly() -> None:
@@ -240,42 +129,6 @@ async def test_icmp_port_unreachable_surfaces_and_the_endpoint_goes_on(
         assert client.stats.sent == 2
 
 
-async def test_a_unix_client_reaches_a_server_bound_again_at_its_name(
-    tmp_path: Path,
-) -> None:
-    path = short_tmp(tmp_path) / f"server-{os.getpid()}"
-    address = f"unixgram://{path}"
-    async with await aiosock.open_datagram(address):
-        client = await aiosock.connect_datagram(address)
-    async with client:
-        # Linux drops a Unix socket's peer when the peer refuses a send.
-        for _ in range(2):
-            with pytest.raises(ConnectionRefusedError):
-                await client.send(b"anyone?")
-        async with await aiosock.open_datagram(address) as server:
-            await client.send(b"back")
-            assert await server.receive() == (b"back", client.local_address)
-            # Connected again to that socket, once: not to the name for
-            # every datagram, so the name may go and the peer stays.
-            path.unlink()
-            await client.send(b"still")
-            assert await server.receive() == (b"still", client.local_address)
-    assert (client.stats.sent, client.stats.errors) == (2, 2)
-
-
-async def test_send_and_receive_after_close(
-    pair: tuple[Endpoint[bytes], Endpoint[bytes]],
-) -> None:
-    a, _ = pair
-    await a.aclose()
-    await a.aclose()  # idempotent
-    with pytest.raises(ClosedResourceError):
-        await a.send(b"x")
-    with pytest.raises(ClosedResourceError):
-        await a.receive()
-    assert [item async for item in a] == []
-
-
 async def test_closing_wakes_a_blocked_receiver(
     pair: tuple[Endpoint[bytes], Endpoint[bytes]],
 ) -> None:
@@ -301,81 +154,15 @@ async def test_cancelled_receive_loses_no_datagram(
     assert await b.receive() == b"kept"
 
 
-async def test_addresses_must_fit_the_endpoint(
-    pair: tuple[Endpoint[bytes], Endpoint[bytes]],
-) -> None:
-    a, _ = pair
-    with pytest.raises(ValueError, match="connected"):
-        await a.send(b"x", "unixgram:@elsewhere")
+async def test_the_transport_refuses_an_address_before_anything_is_sent() -> None:
+    # What the awaitable send refuses is the same for both drivers (see
+    # test_datagram_behaviour.py); the callback API resolves no names.
     async with await aiosock.open_datagram("udp://127.0.0.1:0") as bound:
-        with pytest.raises(ValueError, match="not connected"):
-            await bound.send(b"x")
         with pytest.raises(ValueError, match="from a UDP socket"):
             bound.transport.send(b"x", "unixgram:@x")
         with pytest.raises(ValueError, match="name"):
             bound.transport.send(b"x", "udp://localhost:9")
-        with pytest.raises(ValueError, match="datagram"):
-            await aiosock.open_datagram("tcp://127.0.0.1:0")
         assert bound.stats.sent == 0
-
-
-async def test_with_a_codec_one_datagram_is_one_frame() -> None:
-    codec = LengthPrefixed()
-    a, b = await socketpair_endpoints(codec=codec)
-    async with a, b:
-        await a.send(b"framed")
-        assert await b.receive() == b"framed"
-        raw = a.transport.get_extra_info("socket")
-        raw.send(b"\x00\x00\x00\x09short")  # announces 9, holds 5
-        raw.send(b"\x00\x00\x00\x03one\x00\x00\x00\x03two")  # two frames
-        await a.send(b"after")
-        for _ in range(2):
-            with pytest.raises(DatagramError):
-                await b.receive()
-        assert await b.receive() == b"after"
-        assert b.stats.errors == 2
-
-
-async def test_iteration_skips_bad_datagrams_and_ends_at_close() -> None:
-    codec = LengthPrefixed()
-    a, b = await socketpair_endpoints(codec=codec)
-    async with a:
-        raw = a.transport.get_extra_info("socket")
-        await a.send(b"1")
-        raw.send(b"garbage")
-        await a.send(b"2")
-        got = []
-        async for message in b:
-            got.append(message)
-            if len(got) == 2:
-                await b.aclose()
-        assert got == [b"1", b"2"]
-        assert b.stats.errors == 1
-
-
-async def test_unix_path_stale_live_and_foreign_files(tmp_path: Path) -> None:
-    base = short_tmp(tmp_path)
-    path = base / f"dg-{os.getpid()}-{id(tmp_path)}.sock"
-    stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    stale.bind(str(path))
-    stale.close()  # leaves the file behind
-    async with await aiosock.open_datagram(f"unixgram://{path}") as live:
-        assert isinstance(live.local_address, UnixDatagramAddress)
-        with pytest.raises(OSError, match="already bound"):
-            await aiosock.open_datagram(f"unixgram://{path}")
-    assert not path.exists()  # removed on close: it was ours
-    path.write_text("not a socket")
-    with pytest.raises(FileExistsError):
-        await aiosock.open_datagram(f"unixgram://{path}")
-    assert path.read_text() == "not a socket"
-    path.unlink()
-    endpoint = await aiosock.open_datagram(f"unixgram://{path}", unix_mode=0o600)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    path.unlink()
-    path.write_text("someone else's now")
-    await endpoint.aclose()
-    assert path.read_text() == "someone else's now"  # not ours: kept
-    path.unlink()
 
 
 async def refused(
@@ -402,48 +189,6 @@ async def refused(
     elif isinstance(opened, tuple):
         opened[0].abort()
     raise AssertionError(f"opened, not refused: {opened!r}")
-
-
-async def test_adopting_a_socket_by_fd(abstract_name: str) -> None:
-    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    with left, right:
-        fd = os.dup(left.fileno())
-        message = await refused(aiosock.open_datagram(f"fd://{fd}"), given=fd)
-        assert "connected" in message
-        fd = os.dup(left.fileno())
-        connecting = aiosock.connect_datagram(f"fd://{fd}", local="udp://:0")
-        assert "no local address" in await refused(connecting, given=fd)
-        fd = os.dup(left.fileno())
-        connecting = aiosock.connect_datagram("unixgram:@x", local=f"fd://{fd}")
-        assert "adopt" in await refused(connecting, given=fd)
-        endpoint = await aiosock.connect_datagram(f"fd://{left.detach()}")
-        async with endpoint:
-            assert endpoint.peer_address is None  # an unnamed peer
-            right.send(b"hello")
-            assert await endpoint.receive() == b"hello"
-    bound = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    bound.bind(f"\0{abstract_name}")
-    adopted = await aiosock.open_datagram(f"fd://{bound.detach()}")
-    async with adopted:
-        assert isinstance(adopted.local_address, UnixDatagramAddress)
-    stream = socket.socket()
-    opening = aiosock.open_datagram(f"fd://{stream.fileno()}")
-    assert "not a datagram socket" in await refused(opening, given=stream)
-
-
-async def test_a_sender_bound_to_a_relative_path_comes_unnamed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, abstract_name: str
-) -> None:
-    monkeypatch.chdir(short_tmp(tmp_path))
-    name = f"relative-{os.getpid()}"
-    async with await aiosock.open_datagram(f"unixgram:@{abstract_name}") as server:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
-            sender.bind(name)  # relative: no aiosock address holds it
-            try:
-                sender.sendto(b"hi", f"\0{abstract_name}")
-                assert await server.receive() == (b"hi", None)
-            finally:
-                os.unlink(name)
 
 
 class Recorder(aiosock.DatagramProtocol):
@@ -674,22 +419,6 @@ async def test_a_receiver_woken_then_cancelled_hands_the_datagram_on(
     assert await b.receive() == b"two"
 
 
-async def test_a_dual_stack_endpoint_sends_to_a_name_with_only_ipv4() -> None:
-    ipv4_only = "localhost"
-    infos = socket.getaddrinfo(ipv4_only, 9, type=socket.SOCK_DGRAM)
-    if any(info[0] == socket.AF_INET6 for info in infos):
-        pytest.skip("localhost has an IPv6 address on this machine")
-    async with (
-        await aiosock.open_datagram("udp://127.0.0.1:0") as server,
-        await aiosock.open_datagram("udp://:0") as client,  # AF_INET6, dual-stack
-    ):
-        assert isinstance(server.local_address, UDPAddress)
-        await client.send(b"x", f"udp://{ipv4_only}:{server.local_address.port}")
-        assert (await server.receive())[0] == b"x"
-        with pytest.raises(ValueError, match="needs a host"):
-            await client.send(b"x", "udp://:9")
-
-
 async def test_closing_counts_the_datagrams_it_gives_up(
     pair: tuple[Endpoint[bytes], Endpoint[bytes]],
 ) -> None:
@@ -725,17 +454,6 @@ async def test_a_udp_endpoint_binds_the_port_it_is_given(
         assert server.local_address == UDPAddress(host="127.0.0.1", port=port)
 
 
-@pytest.mark.parametrize("remote", ["udp://:9", "udp://127.0.0.1:0"])
-async def test_connecting_needs_a_host_and_a_port(
-    remote: str, open_sockets: Callable[[], set[str]]
-) -> None:
-    before = open_sockets()
-    message = f"^cannot connect to {re.escape(remote)}: it needs a host and a port$"
-    with pytest.raises(ValueError, match=message):
-        await aiosock.connect_datagram(remote)
-    assert open_sockets() == before
-
-
 async def test_a_local_host_name_is_resolved_in_the_family_of_the_remote(
     two_family_name: str,
 ) -> None:
@@ -748,47 +466,6 @@ async def test_a_local_host_name_is_resolved_in_the_family_of_the_remote(
             assert client.local_address.host == "::1"  # not its IPv4 address
             await client.send(b"v6")
             assert await server.receive() == (b"v6", client.local_address)
-
-
-async def test_an_adopted_descriptor_must_be_connected_as_the_call_says(
-    abstract_name: str,
-) -> None:
-    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    bound = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    bound.bind(f"\0{abstract_name}")
-    with left, right, bound:
-        fd = os.dup(left.fileno())
-        message = await refused(aiosock.open_datagram(f"fd://{fd}"), given=fd)
-        assert message == f"fd://{fd} is connected: use connect_datagram()"
-        fd = os.dup(bound.fileno())
-        message = await refused(aiosock.connect_datagram(f"fd://{fd}"), given=fd)
-        assert message == f"fd://{fd} is not connected: use open_datagram()"
-
-
-async def test_a_bad_datagram_is_reported_with_its_sender() -> None:
-    limits = Limits(max_frame_size=100)
-    async with await aiosock.open_datagram(
-        "udp://127.0.0.1:0", codec=LengthPrefixed(), limits=limits
-    ) as server:
-        assert isinstance(server.local_address, UDPAddress)
-        target = (server.local_address.host, server.local_address.port)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
-            raw.bind(("127.0.0.1", 0))
-            sender = UDPAddress(host="127.0.0.1", port=raw.getsockname()[1])
-            raw.sendto(b"\x00\x00\x00\x02hi", target)
-            raw.sendto(b"x" * 150, target)  # longer than the receive buffer
-            raw.sendto(b"garbage", target)  # not one frame
-            assert await server.receive() == (b"hi", sender)
-            with pytest.raises(DatagramTruncated) as cut:
-                await server.receive()
-            with pytest.raises(DatagramError) as bad:
-                await server.receive()
-        for error in (cut.value, bad.value):
-            assert error.address == sender
-            assert str(sender) in str(error)
-        assert not isinstance(bad.value, DatagramTruncated)
-        stats = server.stats
-        assert (stats.received, stats.truncated, stats.errors) == (3, 1, 1)
 
 
 class KeepsTransport(Recorder):
@@ -1061,6 +738,67 @@ async def test_a_socket_closed_under_an_endpoint_with_datagrams_kept_ends_it() -
     assert transport.get_write_buffer_size() == 0
 
 
+def slow_peer(name: str) -> socket.socket:
+    """A non-blocking Unix datagram socket at ``@{name}-slow``, which reads
+    only when a test reads it: its queue fills, and kept datagrams wait."""
+    slow = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    slow.bind(f"\0{name}-slow")
+    slow.setblocking(False)
+    return slow
+
+
+@pytest.mark.parametrize("kept", [1, 2])
+@pytest.mark.parametrize("woken_by", ["room to send", "a datagram to read"])
+async def test_a_socket_closed_under_a_reading_and_sending_endpoint_ends_it(
+    woken_by: str,
+    kept: int,
+    abstract_name: str,
+    loop_failures: list[dict[str, object]],
+) -> None:
+    # Watched both ways when its descriptor goes: asyncio's selector fails
+    # to stop watching one way (EBADF) and hung the endpoint; libuv aborted
+    # the process when the watch changed to one way on the closed descriptor.
+    name = abstract_name
+    with slow_peer(name) as slow:
+        # Connected: its socket is writable only when the peer has room.
+        transport, protocol = await aiosock.create_datagram_endpoint(
+            Recorder, local=f"unixgram:@{name}-server", remote=f"unixgram:@{name}-slow"
+        )
+        filled = await fill_until_queued(transport, None)  # one kept
+        for _ in range(kept - 1):
+            transport.send(b"kept too")
+        assert transport.is_reading()
+        await asyncio.sleep(0)  # a turn: the loop starts watching for room
+        sock = transport.get_extra_info("socket")
+        # A copy of the descriptor lives on (as in a forked child), so the
+        # socket, and the loop's watch on it, outlive the close.
+        copy = os.dup(sock.fileno())
+        try:
+            sock.close()  # the transport's socket: a mistake of the program's
+            if woken_by == "room to send":
+                read_all(slow)
+            else:
+                slow.sendto(b"wake up", f"\0{name}-server")
+            lost = await closed(protocol)
+        finally:
+            os.close(copy)
+    assert isinstance(lost, ClosedResourceError)
+    assert str(lost) == f"the socket of unixgram:@{name}-server was already closed"
+    assert isinstance(lost.__cause__, OSError)
+    assert lost.__cause__.errno == errno.EBADF
+    assert transport.is_closing()
+    with pytest.raises(ClosedResourceError):
+        transport.send(b"late")
+    stats = transport.stats
+    if woken_by == "room to send":  # the first kept one failed, the rest given up
+        assert (stats.sent, stats.errors, stats.dropped) == (filled - 1, 1, kept - 1)
+    else:  # every kept one given up; a read that fails loses no datagram
+        assert (stats.sent, stats.errors, stats.dropped) == (filled - 1, 0, kept)
+    assert stats.received == 0
+    assert protocol.events == ["made", "lost"]
+    assert loop_failures == []
+
+
 async def test_extra_info_gives_the_socket_and_its_names_as_asyncio_does() -> None:
     async with await aiosock.open_datagram("udp://127.0.0.1:0") as server:
         assert isinstance(server.local_address, UDPAddress)
@@ -1160,30 +898,6 @@ async def test_a_gather_goes_to_the_address_given_now_or_later(
     assert await closed(protocol) is None
 
 
-async def test_a_connected_endpoint_sends_to_its_peer_named_or_not(
-    abstract_name: str,
-) -> None:
-    server_address = UnixDatagramAddress(path=abstract_name, abstract=True)
-    async with (
-        await aiosock.open_datagram(server_address) as server,
-        await aiosock.connect_datagram(server_address) as client,
-    ):
-        await client.send(b"1")
-        await client.send(b"2", server_address)
-        await client.send(b"3", f"unixgram:@{abstract_name}")
-        for data in (b"1", b"2", b"3"):
-            assert await server.receive() == (data, client.local_address)
-        other = "unixgram:@elsewhere"
-        message = f"^this endpoint is connected to {server_address}: "
-        with pytest.raises(ValueError, match=f"{message}it cannot send to {other}$"):
-            await client.send(b"4", other)
-        with pytest.raises(
-            ValueError, match=r"^this endpoint is not connected: give an address$"
-        ):
-            await server.send(b"5")
-        assert (client.stats.sent, server.stats.sent) == (3, 0)
-
-
 async def test_close_refuses_sends_at_once_and_reading_stays_stopped() -> None:
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     transport, protocol = await aiosock.create_datagram_endpoint(Recorder, sock=left)
@@ -1258,3 +972,42 @@ async def test_closing_in_connection_made_never_starts_reading() -> None:
         assert await closed(protocol) is None
     assert protocol.events == ["made", "lost"]
     assert transport.stats.received == 0
+
+
+async def test_repr_shows_the_kind_the_addresses_and_the_state(
+    abstract_name: str,
+) -> None:
+    name = abstract_name
+    with slow_peer(name) as slow:
+        _, endpoint = await aiosock.create_datagram_endpoint(
+            lambda: Endpoint[bytes](Limits()),
+            local=f"unixgram:@{name}",
+            remote=f"unixgram:@{name}-slow",
+        )
+        transport = endpoint.transport
+        names = f"unixgram:@{name} -> unixgram:@{name}-slow"
+        assert repr(transport) == f"<SocketDatagramTransport {names} open>"
+        assert repr(endpoint) == f"<Endpoint {names} open>"
+        await fill_until_queued(transport, None)  # one kept: closing waits
+        closing = asyncio.create_task(endpoint.aclose())
+        assert not await turns_until(closing.done, 5)
+        assert repr(transport) == f"<SocketDatagramTransport {names} closing>"
+        assert repr(endpoint) == f"<Endpoint {names} closing>"
+        assert await turns_until(lambda: read_all(slow) >= 0 and closing.done())
+        await closing
+    assert repr(transport) == f"<SocketDatagramTransport {names} closed>"
+    assert repr(endpoint) == f"<Endpoint {names} closed>"
+
+
+async def test_any_transport_shows_its_kind_addresses_and_whether_closing() -> None:
+    network = MemoryNetwork()
+    async with (
+        await network.open("udp://127.0.0.1:5000") as server,
+        await network.connect("udp://127.0.0.1:5000") as client,
+    ):
+        here, there = server.local_address, client.local_address
+        assert repr(server.transport) == f"<MemoryDatagramTransport {here} open>"
+        assert repr(client.transport) == (
+            f"<MemoryDatagramTransport {there} -> {here} open>"
+        )
+    assert repr(server.transport) == f"<MemoryDatagramTransport {here} closing>"

@@ -5,6 +5,7 @@ import errno
 import pytest
 
 from aiosock.core import errors
+from aiosock.core.addresses import UDPAddress
 from aiosock.core.errors import (
     AiosockError,
     BrokenResourceError,
@@ -102,6 +103,16 @@ def test_os_errors_are_translated_by_who_is_at_fault(
 )
 def test_a_closed_descriptor_reads_as_already_closed(exc: OSError) -> None:
     assert str(translate_os_error(exc)) == "the socket was already closed"
+
+
+def test_the_message_names_the_sockets_address_where_given() -> None:
+    address = UDPAddress(host="127.0.0.1", port=5000)
+    closed = translate_os_error(OSError(errno.EBADF, "gone"), address=address)
+    assert str(closed) == "the socket of udp://127.0.0.1:5000 was already closed"
+    reset = ConnectionResetError(errno.ECONNRESET, "reset")
+    broken = translate_os_error(reset, address=address)
+    assert isinstance(broken, BrokenResourceError)
+    assert str(broken) == "the connection of udp://127.0.0.1:5000 broke: reset"
 
 
 def test_a_broken_connection_names_its_reason_or_else_the_error_type() -> None:

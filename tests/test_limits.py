@@ -25,6 +25,7 @@ def test_defaults_are_the_documented_constants() -> None:
     assert limits.read_timeout is None
     assert limits.max_connections is None
     assert limits.datagram_overflow is OverflowPolicy.DROP_NEWEST
+    assert limits.datagram_receive_buffer is None  # the kernel's default
 
 
 def test_limits_are_frozen_keyword_only_values() -> None:
@@ -52,6 +53,7 @@ def test_limits_are_frozen_keyword_only_values() -> None:
         ({"read_high_water": 0}, "read_high_water must be positive"),
         ({"close_timeout": 0}, "close_timeout must be positive"),
         ({"datagram_queue": 0}, "datagram_queue must be positive"),
+        ({"datagram_receive_buffer": 0}, "datagram_receive_buffer must be positive"),
     ],
 )
 def test_nonsense_is_refused(changes: dict[str, Any], message: str) -> None:
@@ -66,6 +68,7 @@ def test_nonsense_is_refused(changes: dict[str, Any], message: str) -> None:
         {"datagram_overflow": "drop-newest"},
         {"idle_timeout": "1"},
         {"close_timeout": None},
+        {"datagram_receive_buffer": 65536.0},
     ],
 )
 def test_wrong_types_are_refused(changes: dict[str, Any]) -> None:
@@ -86,6 +89,7 @@ def test_the_smallest_legal_values_are_accepted() -> None:
         read_high_water=1,
         max_connections=1,
         datagram_queue=1,
+        datagram_receive_buffer=1,
         idle_timeout=0.5,
         read_timeout=0.5,
         close_timeout=0.5,

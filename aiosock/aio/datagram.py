@@ -30,66 +30,45 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import errno
 import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from aiosock._sockets import (
-    Created,
-    is_udp,
-    reconnect_unix,
-    remove_if_ours,
-    udp_socket,
-    udp_wildcard,
-    unix_datagram_socket,
-    unix_send_limit,
+from aiosock._datagram_sockets import (
+    MSG_TRUNC,
+    DatagramSocketPlan,
+    EndpointAddresses,
+    Found,
+    Lookup,
+    adopt_fd,
+    check_datagram_socket,
+    current_stats,
+    endpoint_state,
+    released_on_failure,
+    send_datagram,
 )
+from aiosock._sockets import Created, remove_if_ours
 from aiosock.aio.protocol import _read_buffer
-from aiosock.core.addresses import (
-    Address,
-    FdAddress,
-    UDPAddress,
-    from_sockaddr,
-    parse_address,
-)
+from aiosock.core.addresses import Address, FdAddress, parse_address
 from aiosock.core.codecs import Buffer, Codec
-from aiosock.core.datagrams import (
-    DatagramStats,
-    decode_datagram,
-    max_payload,
-    sockaddr_for,
-)
-from aiosock.core.errors import (
-    ClosedResourceError,
-    DatagramError,
-    DatagramTooLarge,
-    DatagramTruncated,
-    translate_os_error,
-)
+from aiosock.core.datagrams import DatagramStats
+from aiosock.core.endpoint import describe_endpoint
+from aiosock.core.errors import ClosedResourceError, DatagramError
 from aiosock.core.limits import Limits
 
 __all__ = [
     "DatagramProtocol",
     "DatagramTransport",
     "SocketDatagramTransport",
-    "adopt_fd",
     "create_datagram_endpoint",
+    "resolve",
 ]
 
 # Datagrams read per wake-up at most, so that one busy socket cannot keep
 # the loop from everything else; asyncio reads one.
 READ_BATCH = 64
 
-# Distinct addresses remembered, converted, per endpoint; a server with more
-# peers than this converts again, it does not grow without bound.
-ADDRESS_CACHE = 1024
-
-# A plain int: ``flags & socket.MSG_TRUNC`` would run the enum's Python code.
-_MSG_TRUNC = int(socket.MSG_TRUNC)
 _AGAIN = (BlockingIOError, InterruptedError)
-# The descriptor is gone: the endpoint is finished, unlike after ICMP errors.
-_CLOSED_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
 
 P = TypeVar("P", bound="DatagramProtocol")
 Sockaddr = Any  # what the socket module takes and returns: a tuple or a str
@@ -199,9 +178,20 @@ class DatagramTransport:
         """Close now, dropping datagrams not yet sent. Idempotent."""
         raise NotImplementedError
 
+    def __repr__(self) -> str:
+        """``<Kind local -> peer open>``; ``closing`` once closing has begun."""
+        status = "closing" if self.is_closing() else "open"
+        kind, local, peer = type(self).__name__, self.local_address, self.peer_address
+        return describe_endpoint(kind, local, peer, self.connected, status)
 
-class SocketDatagramTransport(DatagramTransport):
-    """A :class:`DatagramTransport` on a socket that aiosock reads itself."""
+
+class SocketDatagramTransport(EndpointAddresses, DatagramTransport):
+    """A :class:`DatagramTransport` on a socket that aiosock reads itself.
+
+    What it decides about each datagram is its
+    :class:`~aiosock.core.endpoint.EndpointState`'s, as for the blocking
+    endpoint; this class reads, writes and waits.
+    """
 
     def __init__(
         self,
@@ -210,35 +200,19 @@ class SocketDatagramTransport(DatagramTransport):
         *,
         codec: Codec | None,
         limits: Limits,
-        created: tuple[str, int, int] | None = None,
+        created: Created | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._sock = sock
         self._fd = sock.fileno()
-        self._family = sock.family
         self._protocol = protocol
-        self._codec = codec
         self._limits = limits
         self._created = created  # the Unix socket file this endpoint made
-        self.stats = DatagramStats()
-        self._local = _name(sock.family, sock.getsockname)
-        try:
-            self._peer = from_sockaddr(
-                sock.family, socket.SOCK_DGRAM, sock.getpeername()
-            )
-            self.connected = True  # the peer may be unnamed (a socketpair)
-        except OSError:
-            self._peer = None
-            self.connected = False
-        self._max_send = max_payload(self._peer or self._local, limits.max_frame_size)
-        if sock.family == socket.AF_UNIX:
-            self._max_send = min(self._max_send, unix_send_limit(sock, self._max_send))
-        # As large as the largest datagram taken: MSG_TRUNC tells a longer one.
-        self._view = _read_buffer(
-            max_payload(self._local or self._peer, limits.max_frame_size)
-        )
-        self._addresses: dict[Sockaddr, Address | None] = {}
-        self._sockaddrs: dict[str | Address | None, Sockaddr] = {}
+        self._state = state = endpoint_state(sock, codec=codec, limits=limits)
+        self.connected = state.connected
+        # Shared by the thread's endpoints: each datagram is copied out of
+        # it before any callback runs.
+        self._view = _read_buffer(state.buffer_size)
         self._pending: collections.deque[tuple[Buffer | list[Buffer], Sockaddr]]
         self._pending = collections.deque()
         self._pending_size = 0
@@ -248,25 +222,30 @@ class SocketDatagramTransport(DatagramTransport):
         self._closed = False
         self._error: Exception | None = None
         self._rearm_scheduled = False
-        self._rejoin = False  # connect to the peer again before sending
 
     def _start(self) -> None:
         self._protocol.connection_made(self)
         if not self._closing:
             self.resume_reading()
 
+    @property
+    def stats(self) -> DatagramStats:
+        """The counters; reading them reads the kernel's drops (one system call)."""
+        return current_stats(self._sock, self._state)
+
+    @stats.setter
+    def stats(self, stats: DatagramStats) -> None:
+        self._state.stats = stats
+
     # ----------------------------------------------------------- reading
 
     def _read_ready(self) -> None:
-        view, stats, addresses = self._view, self.stats, self._addresses
-        protocol, codec = self._protocol, self._codec
+        view, protocol = self._view, self._protocol
         # Bound once per wake-up: a lookup saved on every datagram.
-        recvfrom_into, deliver = self._sock.recvfrom_into, protocol.datagram_received
-        limit, truncate = len(view), _MSG_TRUNC
+        recvfrom_into, received = self._sock.recvfrom_into, self._state.received
+        deliver, truncate = protocol.datagram_received, MSG_TRUNC
         for _ in range(READ_BATCH):
             try:
-                # With MSG_TRUNC, Linux returns a datagram's real length even
-                # when the buffer took only its start.
                 nbytes, sockaddr = recvfrom_into(view, 0, truncate)
             except _AGAIN:
                 return
@@ -274,39 +253,21 @@ class SocketDatagramTransport(DatagramTransport):
                 if not self._socket_error(exc):
                     return
                 continue
-            stats.received += 1
-            try:  # _address, inlined for a sender seen before
-                address = addresses[sockaddr]
-            except KeyError:
-                address = self._address(sockaddr)
-            if nbytes > limit:
-                stats.truncated += 1
-                protocol.error_received(
-                    DatagramTruncated(
-                        address=address, size=nbytes, partial=view.tobytes()
-                    )
-                )
-            elif codec is None:
-                deliver(view[:nbytes].tobytes(), address)
+            try:
+                message, address = received(view, nbytes, sockaddr)
+            except DatagramError as exc:  # cut, or not one frame: counted
+                protocol.error_received(exc)
             else:
-                try:
-                    message = decode_datagram(codec, view[:nbytes].tobytes(), address)
-                except DatagramError as exc:
-                    stats.errors += 1
-                    protocol.error_received(exc)
-                else:
-                    deliver(message, address)
+                deliver(message, address)
             if not self._reading:  # paused or closed by a callback
                 return
 
     def _socket_error(self, exc: OSError) -> bool:
         """Report an error from the socket; True if reading may go on."""
-        if exc.errno in _CLOSED_ERRNOS:
-            self._fatal(exc)  # which stops reading
+        fatal = self._state.receive_failed(exc)
+        if fatal is not None:
+            self._fatal(fatal, exc)  # which stops reading
         else:
-            # ICMP errors (refused, unreachable) belong to an earlier
-            # datagram; the socket stays usable, as every OS treats it.
-            self.stats.errors += 1
             self._schedule_rearm()
             self._protocol.error_received(exc)
         return self._reading
@@ -335,66 +296,30 @@ class SocketDatagramTransport(DatagramTransport):
             loop.remove_writer(fd)
             loop.add_writer(fd, self._write_ready)
 
-    def _address(self, sockaddr: Sockaddr) -> Address | None:
-        """The aiosock address of a sender not in the cache (and now in it)."""
-        if len(self._addresses) >= ADDRESS_CACHE:
-            self._addresses.clear()
-        try:
-            address = (
-                None  # an unnamed Unix sender
-                if sockaddr is None
-                else from_sockaddr(self._family, socket.SOCK_DGRAM, sockaddr)
-            )
-        except ValueError:
-            # A name aiosock addresses cannot hold (a Unix socket bound to a
-            # relative path): the datagram is good, so it comes unnamed.
-            address = None
-        self._addresses[sockaddr] = address
-        return address
-
     # ----------------------------------------------------------- sending
 
     def send(self, data: Buffer, address: str | Address | None = None) -> None:
         if self._error is not None:
             raise self._error.with_traceback(None)
-        payload = data if self._codec is None else self._codec.encode(data)
-        if type(payload) is bytes:  # the common case, tested first
-            size = len(payload)
-        elif isinstance(payload, list):
-            size = _total(payload)
-        else:
-            size = memoryview(payload).nbytes
-        if size > self._max_send:
-            raise DatagramTooLarge(size=size, limit=self._max_send)
-        try:  # the common case, an address sent to before, costs one lookup
-            target = self._sockaddrs[address]
-        except KeyError:
-            target = self._target(address)
+        state = self._state
+        payload, size, target = state.prepare(data, address)
         if not self._pending:
             try:
-                if self._rejoin:
-                    self._reconnect()
                 # The path of every datagram: bytes to an address goes
-                # straight to sendto.
+                # straight to sendto (only a connected socket rejoins).
                 if target is not None and type(payload) is bytes:
                     self._sock.sendto(payload, target)
                 else:
-                    self._send_now(payload, target)
+                    send_datagram(self._sock, state, payload, target)
             except _AGAIN:
                 pass
             except OSError as exc:
-                self.stats.errors += 1
-                if exc.errno in _CLOSED_ERRNOS:
-                    self._fatal(exc)
-                    raise translate_os_error(exc) from exc
-                # As asyncio's transports do: this datagram is lost, which
-                # the protocol hears of; the endpoint goes on.
-                self._refused(exc)
-                self._schedule_rearm()  # in case the loop saw the error too
-                self._protocol.error_received(exc)
+                fatal = self._send_failed(exc)
+                if fatal is not None:
+                    raise fatal from exc
                 return
             else:
-                self.stats.sent += 1
+                state.stats.sent += 1
                 return
             self._loop.add_writer(self._fd, self._write_ready)
         # Kept past this call: a copy, so that the caller may reuse its
@@ -410,54 +335,34 @@ class SocketDatagramTransport(DatagramTransport):
             self._writing_paused = True
             self._protocol.pause_writing()
 
-    def _send_now(self, payload: Buffer | list[Buffer], target: Sockaddr) -> None:
-        sock = self._sock
-        if isinstance(payload, list):
-            if target is None:
-                sock.sendmsg(payload)
-            else:
-                sock.sendmsg(payload, (), 0, target)
-        elif target is None:
-            sock.send(payload)
-        else:
-            sock.sendto(payload, target)
-
-    def _refused(self, exc: OSError) -> None:
-        """Note a send that failed; a refused Unix one cost us the peer."""
-        if exc.errno == errno.ECONNREFUSED and self.connected:
-            # Linux dropped a Unix peer: connect again before the next send
-            # (see reconnect_unix).
-            self._rejoin = self._family == socket.AF_UNIX
-
-    def _reconnect(self) -> None:
-        reconnect_unix(self._sock, self._peer)
-        self._rejoin = False
+    def _send_failed(self, exc: OSError) -> ClosedResourceError | None:
+        """A send the socket refused: the error that ended the endpoint, or
+        None when only the datagram is lost, which the protocol hears of,
+        as from asyncio's transports."""
+        fatal = self._state.send_failed(exc)
+        if fatal is not None:
+            self._fatal(fatal, exc)
+            return fatal
+        self._schedule_rearm()  # in case the loop saw the error too
+        self._protocol.error_received(exc)
+        return None
 
     def _write_ready(self) -> None:
-        pending = self._pending
+        pending, sock, state = self._pending, self._sock, self._state
         while pending:
             payload, target = pending[0]
             try:
-                if self._rejoin:
-                    self._reconnect()
-                self._send_now(payload, target)
+                send_datagram(sock, state, payload, target)
             except _AGAIN:
                 return
             except OSError as exc:
                 # The datagram is lost: say so, and go on with the next.
                 self._pop_head()
-                self.stats.errors += 1
-                if exc.errno in _CLOSED_ERRNOS:
-                    self._fatal(exc)
-                    return
-                self._refused(exc)
-                self._schedule_rearm()
-                self._protocol.error_received(exc)
-                if self._closed:  # aborted by the callback
-                    return
+                if self._send_failed(exc) is not None or self._closed:
+                    return  # ended, or aborted by the callback
                 continue
             self._pop_head()
-            self.stats.sent += 1
+            state.stats.sent += 1
         self._loop.remove_writer(self._fd)
         self._pending_size = 0
         if self._writing_paused:
@@ -472,45 +377,7 @@ class SocketDatagramTransport(DatagramTransport):
             _total(payload) if isinstance(payload, list) else len(payload)
         )
 
-    def _target(self, address: str | Address | None) -> Sockaddr:
-        """The socket address to send to, None for the connected peer.
-
-        Remembered in ``_sockaddrs`` under ``address`` as given, so that the
-        next send to it skips the parsing and the checks.
-        """
-        if address is None:
-            if not self.connected:
-                raise ValueError("this endpoint is not connected: give an address")
-            self._sockaddrs[None] = None
-            return None
-        parsed = parse_address(address) if isinstance(address, str) else address
-        if self.connected:
-            if parsed != self._peer:
-                raise ValueError(
-                    f"this endpoint is connected to {self._peer}: "
-                    f"it cannot send to {parsed}"
-                )
-            sockaddr = None
-        else:
-            sockaddr = sockaddr_for(parsed, self._family)
-        if len(self._sockaddrs) >= ADDRESS_CACHE:
-            self._sockaddrs.clear()
-        self._sockaddrs[address] = sockaddr
-        return sockaddr
-
     # ------------------------------------------------------- the rest
-
-    @property
-    def local_address(self) -> Address | None:
-        return self._local
-
-    @property
-    def peer_address(self) -> Address | None:
-        return self._peer
-
-    @property
-    def max_datagram_size(self) -> int:
-        return self._max_send
 
     def get_write_buffer_size(self) -> int:
         return self._pending_size
@@ -558,27 +425,43 @@ class SocketDatagramTransport(DatagramTransport):
         self.pause_reading()
         self._finish(None)
 
-    def _fatal(self, exc: OSError) -> None:
-        error = translate_os_error(exc)
+    def _fatal(self, error: ClosedResourceError, exc: OSError) -> None:
+        """End the endpoint: its descriptor is gone (closed under it)."""
         error.__cause__ = exc
         self._closing = True
         self._error = error
-        self.pause_reading()
         self._finish(error)
 
     def _finish(self, exc: Exception | None) -> None:
         if self._closed:
             return
         self._closed = True
+        self._reading = False
         if self._pending:
             # Given up unsent (abort, a broken socket, or close_timeout).
-            self.stats.dropped += len(self._pending)
+            self._state.stats.dropped += len(self._pending)
             self._pending.clear()
             self._pending_size = 0
-            self._loop.remove_writer(self._fd)
+        self._unwatch()
         self._loop.call_soon(self._lost, exc)
 
+    def _unwatch(self) -> None:
+        """Stop watching the descriptor both ways, in one turn of the loop.
+
+        It may have been closed under the endpoint while a copy keeps the
+        socket alive (a forked child's): asyncio's selector then fails to
+        change what it watches (EBADF), and libuv aborts the process if a
+        change reaches epoll before the watch is gone; removing both at
+        once, the failure ignored, leaves neither anything to change.
+        """
+        loop, fd = self._loop, self._fd
+        with contextlib.suppress(OSError):
+            loop.remove_reader(fd)
+        with contextlib.suppress(OSError):
+            loop.remove_writer(fd)
+
     def _lost(self, exc: Exception | None) -> None:
+        current_stats(self._sock, self._state)  # the kernel's last word
         try:
             self._protocol.connection_lost(exc)
         finally:
@@ -586,12 +469,11 @@ class SocketDatagramTransport(DatagramTransport):
             if self._created is not None:
                 remove_if_ours(self._created)
 
-
-def _name(family: int, call: Callable[[], Sockaddr]) -> Address | None:
-    try:
-        return from_sockaddr(family, socket.SOCK_DGRAM, call())
-    except OSError:  # not connected
-        return None
+    def __repr__(self) -> str:
+        state = self._state
+        status = "closed" if self._closed else "closing" if self._closing else "open"
+        kind = type(self).__name__
+        return describe_endpoint(kind, state.local, state.peer, self.connected, status)
 
 
 def _total(parts: list[Buffer]) -> int:
@@ -634,84 +516,30 @@ async def create_datagram_endpoint(
     elif sock is not None:
         if local_address is not None or remote_address is not None:
             raise ValueError("sock= is adopted as it is: give no address with it")
-        _check_adopted(sock)
+        check_datagram_socket(sock, f"socket {sock.fileno()}")
     else:
-        sock, created = await _open_socket(local_address, remote_address, unix_mode)
-    try:
+        plan = DatagramSocketPlan(local_address, remote_address, unix_mode)
+        while (lookup := plan.lookup()) is not None:
+            plan.found(await resolve(lookup))
+        sock, created = plan.open()
+    with released_on_failure(sock, created):
         sock.setblocking(False)
         protocol = protocol_factory()
         transport = SocketDatagramTransport(
             sock, protocol, codec=codec, limits=limits, created=created
         )
         transport._start()
-    except BaseException:
-        sock.close()
-        if created is not None:
-            remove_if_ours(created)
-        raise
     return transport, protocol
 
 
-def adopt_fd(address: FdAddress, *, connected: bool | None) -> socket.socket:
-    """The datagram socket of descriptor ``address.fd``, connected or not as
-    asked (None: either); a descriptor refused is left open, the caller's."""
-    sock = socket.socket(fileno=address.fd)
-    try:
-        _check_adopted(sock)
-        if connected is not None and _is_connected(sock) != connected:
-            raise ValueError(
-                f"{address} is connected: use connect_datagram()"
-                if not connected
-                else f"{address} is not connected: use open_datagram()"
-            )
-    except BaseException:
-        sock.detach()
-        raise
-    return sock
-
-
-def _is_connected(sock: socket.socket) -> bool:
-    try:
-        sock.getpeername()
-    except OSError:  # ENOTCONN
-        return False
-    return True  # the peer may be unnamed (a socketpair)
-
-
-def _check_adopted(sock: socket.socket) -> None:
-    if sock.type != socket.SOCK_DGRAM:
-        raise ValueError(f"socket {sock.fileno()} is not a datagram socket")
-
-
-async def _open_socket(
-    local: Address | None, remote: Address | None, unix_mode: int | None
-) -> tuple[socket.socket, Created | None]:
-    if not is_udp(local, remote):
-        return unix_datagram_socket(local, remote, unix_mode)  # type: ignore[arg-type]
-    return await _udp_socket(local, remote), None  # type: ignore[arg-type]
-
-
-async def _udp_socket(
-    local: UDPAddress | None, remote: UDPAddress | None
-) -> socket.socket:
+async def resolve(lookup: Lookup) -> Found:
+    """The first answer of the running loop's resolver to ``lookup``."""
     loop = asyncio.get_running_loop()
-    remote_family = connect_to = None
-    if remote is not None:
-        if not remote.host or remote.port == 0:
-            raise ValueError(f"cannot connect to {remote}: it needs a host and a port")
-        infos = await loop.getaddrinfo(remote.host, remote.port, type=socket.SOCK_DGRAM)
-        remote_family, connect_to = infos[0][0], infos[0][4]
-    plan = udp_wildcard(local, remote_family)
-    if plan is None:  # a local host to resolve
-        assert local is not None
-        infos = await loop.getaddrinfo(
-            local.host,
-            local.port,
-            family=remote_family or 0,
-            type=socket.SOCK_DGRAM,
-            flags=socket.AI_PASSIVE,
-        )
-        plan = infos[0][0], infos[0][4]
-    family, bind_to = plan
-    dual_stack = local is not None and not local.host
-    return udp_socket(family, bind_to, connect_to, dual_stack=dual_stack)
+    infos = await loop.getaddrinfo(
+        lookup.host,
+        lookup.port,
+        family=lookup.family,
+        type=socket.SOCK_DGRAM,
+        flags=lookup.flags,
+    )
+    return infos[0][0], infos[0][4]

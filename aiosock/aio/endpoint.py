@@ -10,32 +10,25 @@ send()`` that waits.
 from __future__ import annotations
 
 import asyncio
-import socket
 from types import TracebackType
 from typing import Generic, TypeVar
 
-from aiosock._sockets import mapped_if_ipv6
+from aiosock._datagram_sockets import adopt_fd, name_lookup, with_host
 from aiosock.aio._waiting import WaitingLine
 from aiosock.aio.datagram import (
-    ADDRESS_CACHE,
     DatagramProtocol,
     DatagramTransport,
-    adopt_fd,
     create_datagram_endpoint,
+    resolve,
 )
-from aiosock.core.addresses import (
-    Address,
-    FdAddress,
-    UDPAddress,
-    is_ip_literal,
-    parse_address,
-)
+from aiosock.core.addresses import Address, FdAddress, UDPAddress, parse_address
 from aiosock.core.codecs import Buffer, Codec
 from aiosock.core.datagrams import (
     DatagramQueue,
     DatagramStats,
     Received,
 )
+from aiosock.core.endpoint import ADDRESS_CACHE, describe_endpoint, needs_resolving
 from aiosock.core.errors import (
     ClosedResourceError,
     DatagramError,
@@ -56,16 +49,18 @@ class Endpoint(DatagramProtocol, Generic[T]):
 
     Datagrams wait in a queue of ``limits.datagram_queue`` for a reader;
     a full queue drops per ``limits.datagram_overflow``, counted in
-    :attr:`stats`. The socket is always read, so a slow reader loses
-    datagrams here, counted, instead of in the kernel, unseen.
+    ``stats.dropped``. The socket is always read, so a slow reader loses
+    datagrams here, counted, rather than in the kernel; what the kernel
+    drops all the same, in a flood faster than the loop reads, is counted
+    in ``stats.dropped_by_kernel``.
     """
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
         self._transport: DatagramTransport | None = None
-        self.stats = DatagramStats()
+        self._stats = DatagramStats()
         self._queue: DatagramQueue[Received | DatagramError] = DatagramQueue(
-            limits.datagram_queue, limits.datagram_overflow, self.stats
+            limits.datagram_queue, limits.datagram_overflow, self._stats
         )
         self._loop = asyncio.get_running_loop()
         self._receivers = WaitingLine(self._loop)
@@ -83,7 +78,7 @@ class Endpoint(DatagramProtocol, Generic[T]):
 
     def connection_made(self, transport: DatagramTransport) -> None:
         self._transport = transport
-        transport.stats = self.stats  # one set of counters for both layers
+        transport.stats = self._stats  # one set of counters for both layers
         self._connected = transport.connected
 
     def datagram_received(self, data: bytes, address: Address | None) -> None:
@@ -118,6 +113,12 @@ class Endpoint(DatagramProtocol, Generic[T]):
         self._senders.wake_all()
 
     # ------------------------------------------------------------ API
+
+    @property
+    def stats(self) -> DatagramStats:
+        """The counters (see :class:`DatagramStats`), the kernel's drops read now."""
+        transport = self._transport
+        return self._stats if transport is None else transport.stats
 
     @property
     def transport(self) -> DatagramTransport:
@@ -170,26 +171,16 @@ class Endpoint(DatagramProtocol, Generic[T]):
         does not parse it again.
         """
         parsed = parse_address(address) if isinstance(address, str) else address
-        if (
-            not isinstance(parsed, UDPAddress)
-            or not parsed.host  # refused by the transport, with why
-            or is_ip_literal(parsed.host)
-        ):
+        sock = self.transport.get_extra_info("socket")
+        family = sock.family if sock is not None else 0
+        if not needs_resolving(parsed, family):
+            # What the transport refuses, it refuses with why.
             if len(self._literal) >= ADDRESS_CACHE:
                 self._literal.clear()
             self._literal.add(address)
             return parsed
-        sock = self.transport.get_extra_info("socket")
-        family = sock.family if sock is not None else 0
-        infos = await self._loop.getaddrinfo(
-            parsed.host,
-            parsed.port,
-            family=family,
-            type=socket.SOCK_DGRAM,
-            flags=mapped_if_ipv6(family),
-        )
-        host = str(infos[0][4][0])
-        return UDPAddress(host=host, port=parsed.port)
+        assert isinstance(parsed, UDPAddress)
+        return with_host(parsed, await resolve(name_lookup(parsed, family)))
 
     def _raise_pending(self) -> None:
         error = self._pending_error
@@ -284,6 +275,26 @@ class Endpoint(DatagramProtocol, Generic[T]):
         except asyncio.CancelledError:
             transport.abort()
             raise
+
+    def __repr__(self) -> str:
+        """``<Endpoint local -> peer open>``: ``closing`` from :meth:`aclose`
+        until the socket is released, then ``closed``."""
+        transport = self._transport
+        if transport is None:
+            return f"<{type(self).__name__} unopened>"
+        if self._lost.done():
+            status = "closed"
+        elif self._closed or transport.is_closing():
+            status = "closing"
+        else:
+            status = "open"
+        return describe_endpoint(
+            type(self).__name__,
+            transport.local_address,
+            transport.peer_address,
+            self._connected,
+            status,
+        )
 
     async def __aenter__(self) -> Endpoint[T]:
         return self

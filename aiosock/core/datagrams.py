@@ -63,6 +63,16 @@ class DatagramStats:
     receive buffer, which the kernel cut; ``errors`` datagrams that did
     not decode with the codec, sends the socket refused, and errors it
     reported (an ICMP port unreachable, for one).
+
+    ``dropped_by_kernel`` counts datagrams the kernel dropped before the
+    endpoint could read them, its socket receive buffer full (see
+    ``Limits.datagram_receive_buffer``): Linux keeps the count per socket
+    and the endpoint reads it each time its ``stats`` are read. It stays 0
+    where the kernel does not report it (not Linux), and for Unix datagram
+    sockets, whose full queue makes the sender wait instead. So, once a
+    receiver has read everything a sender sent it, ``sender.sent ==
+    receiver.received + receiver.dropped_by_kernel``; and ``received``
+    holds what the endpoint gave up (``dropped``) besides what it delivered.
     """
 
     received: int = 0
@@ -70,6 +80,7 @@ class DatagramStats:
     dropped: int = 0
     truncated: int = 0
     errors: int = 0
+    dropped_by_kernel: int = 0
 
 
 def max_payload(address: Address | None, max_frame_size: int) -> int:

@@ -153,7 +153,9 @@ class DatagramTooLarge(LocalProtocolError, ValueError):
 _CLOSED_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
 
 
-def translate_os_error(exc: OSError) -> ClosedResourceError | BrokenResourceError:
+def translate_os_error(
+    exc: OSError, *, address: Address | None = None
+) -> ClosedResourceError | BrokenResourceError:
     """The aiosock error for an ``OSError`` from an open socket; raise it ``from exc``.
 
     A closed descriptor is this program's doing (:class:`ClosedResourceError`);
@@ -161,9 +163,14 @@ def translate_os_error(exc: OSError) -> ClosedResourceError | BrokenResourceErro
     connection from outside (:class:`BrokenResourceError`). This is the one
     place aiosock decides that, for every layer. Failures to *open* a socket
     (refused, no such file) are not translated: they stay ``OSError``, as in
-    asyncio and Trio.
+    asyncio and Trio. ``address``, where given, is the socket's, and the
+    message names it.
     """
     if exc.errno in _CLOSED_ERRNOS:
-        return ClosedResourceError("the socket was already closed")
+        if address is None:
+            return ClosedResourceError("the socket was already closed")
+        return ClosedResourceError(f"the socket of {address} was already closed")
     reason = exc.strerror or type(exc).__name__
-    return BrokenResourceError(f"the connection broke: {reason}")
+    if address is None:
+        return BrokenResourceError(f"the connection broke: {reason}")
+    return BrokenResourceError(f"the connection of {address} broke: {reason}")

@@ -149,6 +149,18 @@ class Limits:
         default=OverflowPolicy.DROP_NEWEST,
         validator=attrs.validators.instance_of(OverflowPolicy),
     )
+    #: Bytes asked of the kernel for a datagram socket's receive buffer
+    #: (``SO_RCVBUF``), where datagrams wait before the endpoint reads
+    #: them; a full one drops them, counted in ``stats.dropped_by_kernel``.
+    #: Linux doubles the number asked (half is its bookkeeping) and caps
+    #: it at ``net.core.rmem_max`` without an error. None keeps the
+    #: kernel's default (``net.core.rmem_default``, 208 KiB on most Linux
+    #: machines): the administrator's choice for every program on the
+    #: machine, and asking beyond the cap would only seem to work.
+    datagram_receive_buffer: int | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional([_INT, _positive]),
+    )
 
     @write_low_water.validator
     def _check_low_water(self, _: attrs.Attribute[int], value: int) -> None:

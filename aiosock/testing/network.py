@@ -249,7 +249,8 @@ class MemoryDatagramTransport(DatagramTransport):
     the receive buffer (:func:`~aiosock.core.datagrams.max_payload` of the
     local address) is :class:`DatagramTruncated`, one that does not
     decode is a :class:`DatagramError`, both counted. While reading is
-    paused, up to ``_PAUSED_BACKLOG`` datagrams wait and later ones drop.
+    paused, up to ``_PAUSED_BACKLOG`` datagrams wait and later ones drop,
+    counted in ``stats.dropped_by_kernel`` as a socket's would be.
     """
 
     def __init__(
@@ -324,6 +325,8 @@ class MemoryDatagramTransport(DatagramTransport):
             self._take(datagram, source)
         elif len(self._backlog) < _PAUSED_BACKLOG:
             self._backlog.append((datagram, source))
+        else:  # as a kernel drops it from a full socket buffer, and counts it
+            self.stats.dropped_by_kernel += 1
 
     def _take(self, datagram: bytes, source: DatagramAddress) -> None:
         stats, protocol = self.stats, self._protocol
