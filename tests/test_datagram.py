@@ -32,8 +32,20 @@ from aiosock import (
     UnixDatagramAddress,
 )
 from aiosock.aio.datagram import READ_BATCH
+from aiosock.aio.endpoint import protocol_of
 from aiosock.testing import MemoryNetwork
 from aiosock.testing.streams import turns_until
+
+
+async def endpoint_on(
+    sock: socket.socket, limits: Limits, codec: aiosock.Codec | None = None
+) -> Endpoint[bytes]:
+    """An Endpoint over ``sock``, which it takes over."""
+    endpoint = Endpoint[bytes](limits)
+    await aiosock.create_datagram_endpoint(
+        lambda: protocol_of(endpoint), sock=sock, limits=limits, codec=codec
+    )
+    return endpoint
 
 
 async def socketpair_endpoints(
@@ -42,12 +54,7 @@ async def socketpair_endpoints(
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     ends = []
     for sock in (left, right):
-        _, end = await aiosock.create_datagram_endpoint(
-            lambda: Endpoint[bytes](limits or Limits()),
-            sock=sock,
-            codec=codec,
-            limits=limits,
-        )
+        end = await endpoint_on(sock, limits or Limits(), codec)
         ends.append(end)
     return ends[0], ends[1]
 
@@ -134,7 +141,7 @@ async def test_closing_wakes_a_blocked_receiver(
 ) -> None:
     a, _ = pair
     task = asyncio.create_task(a.receive())
-    assert await turns_until(lambda: bool(a._receivers))
+    assert await turns_until(lambda: bool(protocol_of(a).receivers))
     await a.aclose()
     with pytest.raises(ClosedResourceError):
         await task
@@ -145,7 +152,7 @@ async def test_cancelled_receive_loses_no_datagram(
 ) -> None:
     a, b = pair
     task = asyncio.create_task(b.receive())
-    assert await turns_until(lambda: bool(b._receivers))
+    assert await turns_until(lambda: bool(protocol_of(b).receivers))
     await a.send(b"kept")
     assert await turns_until(lambda: b.stats.received == 1)
     task.cancel()
@@ -406,10 +413,10 @@ async def test_a_receiver_woken_then_cancelled_hands_the_datagram_on(
     a, b = pair
     first = asyncio.create_task(b.receive())
     second = asyncio.create_task(b.receive())
-    assert await turns_until(lambda: len(b._receivers) == 2)
+    assert await turns_until(lambda: len(protocol_of(b).receivers) == 2)
     # What the transport does for a datagram, then a timeout in the first
     # receiver's caller, before that receiver has run.
-    b.datagram_received(b"one", None)
+    protocol_of(b).datagram_received(b"one", None)
     first.cancel()
     async with asyncio.timeout(5):  # a failure bound: it comes at once
         assert await second == b"one"
@@ -939,9 +946,7 @@ async def test_a_datagram_kept_behind_a_full_peer_goes_after_a_refused_send(
 async def test_dropped_counts_what_the_queue_and_an_abort_gave_up() -> None:
     limits = Limits(datagram_queue=1)
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    _, endpoint = await aiosock.create_datagram_endpoint(
-        lambda: Endpoint[bytes](limits), sock=left, limits=limits
-    )
+    endpoint = await endpoint_on(left, limits)
     with right:
         for data in (b"1", b"2", b"3"):
             right.send(data)
@@ -979,8 +984,9 @@ async def test_repr_shows_the_kind_the_addresses_and_the_state(
 ) -> None:
     name = abstract_name
     with slow_peer(name) as slow:
-        _, endpoint = await aiosock.create_datagram_endpoint(
-            lambda: Endpoint[bytes](Limits()),
+        endpoint = Endpoint[bytes](Limits())
+        await aiosock.create_datagram_endpoint(
+            lambda: protocol_of(endpoint),
             local=f"unixgram:@{name}",
             remote=f"unixgram:@{name}-slow",
         )

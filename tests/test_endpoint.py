@@ -15,6 +15,7 @@ import socket
 from collections.abc import Callable
 
 import pytest
+from test_datagram import endpoint_on  # a sibling
 
 import aiosock
 from aiosock import (
@@ -161,9 +162,7 @@ async def test_send_waits_while_more_than_high_water_is_kept() -> None:
     limits = Limits(write_high_water=10, write_low_water=0)
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     right.setblocking(False)
-    _, endpoint = await aiosock.create_datagram_endpoint(
-        lambda: Endpoint[bytes](limits), sock=left, limits=limits
-    )
+    endpoint = await endpoint_on(left, limits)
     async with endpoint:
         with right:
             for _ in range(100_000):  # a bound: until the peer's queue is full
@@ -191,9 +190,7 @@ async def socketpair_endpoint(
     limits = limits or Limits()
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     right.setblocking(False)
-    _, endpoint = await aiosock.create_datagram_endpoint(
-        lambda: Endpoint[bytes](limits), sock=left, limits=limits
-    )
+    endpoint = await endpoint_on(left, limits)
     return endpoint, right
 
 
@@ -301,3 +298,13 @@ async def test_an_endpoint_not_yet_opened_says_so() -> None:
     # What create_datagram_endpoint's protocol factory makes, before it is
     # given a transport (a log line from connection_made's caller, say).
     assert repr(Endpoint[bytes](Limits())) == "<Endpoint unopened>"
+
+
+async def test_an_endpoint_shows_no_callbacks() -> None:
+    # The callbacks belong to the protocol it owns, not to its public face.
+    callbacks = {
+        name for name in dir(aiosock.DatagramProtocol) if not name.startswith("_")
+    }
+    assert callbacks & set(dir(Endpoint)) == set()
+    async with await aiosock.open_datagram("udp://127.0.0.1:0") as endpoint:
+        assert callbacks & set(dir(endpoint)) == set()

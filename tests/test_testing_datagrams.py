@@ -34,6 +34,7 @@ from aiosock import (
     UnixDatagramAddress,
 )
 from aiosock.aio._waiting import WaitingLine
+from aiosock.aio.endpoint import protocol_of
 from aiosock.core.datagrams import DatagramQueue
 from aiosock.testing import turns_until
 from aiosock.testing.datagrams import (
@@ -307,12 +308,13 @@ def memory_pairs(
     async def make(*, limits: Limits | None = None) -> AsyncIterator[DatagramPair]:
         limits = limits or Limits()
         network = MemoryNetwork()
-        _, bound = await network.create_endpoint(
-            lambda: server(limits), local="udp://127.0.0.1:0", limits=limits
+        bound, connected = server(limits), client(limits)
+        await network.create_endpoint(
+            lambda: protocol_of(bound), local="udp://127.0.0.1:0", limits=limits
         )
         assert bound.local_address is not None
-        _, connected = await network.create_endpoint(
-            lambda: client(limits), remote=bound.local_address, limits=limits
+        await network.create_endpoint(
+            lambda: protocol_of(connected), remote=bound.local_address, limits=limits
         )
         async with bound, connected:
             yield DatagramPair(server=bound, client=connected)
@@ -327,8 +329,9 @@ class Forgetful(Endpoint[tuple[bytes, Address | None]]):
         try:
             return await super().receive()
         except asyncio.CancelledError:
-            if self._queue:
-                self._queue.pop()
+            queue = protocol_of(self).queue
+            if queue:
+                queue.pop()
             raise
 
 
@@ -343,7 +346,7 @@ def receivers_in(line: type[WaitingLine]) -> type[Endpoint[Any]]:
     class Lined(Endpoint[Any]):
         def __init__(self, limits: Limits) -> None:
             super().__init__(limits)
-            self._receivers = line(self._loop)
+            protocol_of(self).receivers = line(asyncio.get_running_loop())
 
     return Lined
 
@@ -373,7 +376,8 @@ class Unwaking(Endpoint[Any]):
     """Forgets the receivers waiting when it closes: none of them is woken."""
 
     async def aclose(self) -> None:
-        self._receivers = WaitingLine(self._loop)  # a new line: nobody in it
+        # A new line: nobody in it.
+        protocol_of(self).receivers = WaitingLine(asyncio.get_running_loop())
         await super().aclose()
 
 

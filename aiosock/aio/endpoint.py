@@ -1,17 +1,19 @@
 """The awaitable datagram :class:`Endpoint`, and ``open_datagram`` /
 ``connect_datagram`` that make one.
 
-An :class:`Endpoint` is a :class:`~aiosock.aio.datagram.DatagramProtocol`
-that keeps what arrives in a bounded queue for ``await receive()`` and
-``async for``, and turns the transport's water marks into an ``await
-send()`` that waits.
+An :class:`Endpoint` owns an :class:`EndpointProtocol` (a
+:class:`~aiosock.aio.datagram.DatagramProtocol`) that keeps what arrives
+in a bounded queue for ``await receive()`` and ``async for``, and turns
+the transport's water marks into an ``await send()`` that waits. As for
+:class:`~aiosock.Connection`, composition keeps the callbacks off the
+endpoint's public face.
 """
 
 from __future__ import annotations
 
 import asyncio
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from aiosock._datagram_sockets import adopt_fd, name_lookup, with_host
 from aiosock.aio._waiting import WaitingLine
@@ -35,12 +37,139 @@ from aiosock.core.errors import (
 )
 from aiosock.core.limits import Limits
 
-__all__ = ["Endpoint", "connect_datagram", "open_datagram"]
+__all__ = [
+    "Endpoint",
+    "EndpointProtocol",
+    "connect_datagram",
+    "open_datagram",
+    "protocol_of",
+]
 
 T = TypeVar("T")
 
 
-class Endpoint(DatagramProtocol, Generic[T]):
+class EndpointProtocol(DatagramProtocol):
+    """The callbacks and the state behind one :class:`Endpoint` (internal).
+
+    It queues datagrams (bounded, counted) for receivers, keeps what the
+    socket reported for the next call, and holds senders back above high
+    water; the :class:`Endpoint` that owns it is the awaitable face.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._transport: DatagramTransport | None = None
+        self.stats = DatagramStats()
+        self.queue: DatagramQueue[Received | DatagramError] = DatagramQueue(
+            limits.datagram_queue, limits.datagram_overflow, self.stats
+        )
+        self._loop = asyncio.get_running_loop()
+        self.receivers = WaitingLine(self._loop)
+        self.senders = WaitingLine(self._loop)
+        self.paused_writing = False
+        self.pending_error: OSError | None = None  # from the socket, not yet raised
+        # Addresses send() took that need no name resolution.
+        self.literal: set[str | Address] = set()
+        self.end: Exception | None = None  # why receive() can return no more
+        self.closed = False
+        self.connected = False
+        self.lost: asyncio.Future[None] = self._loop.create_future()
+
+    # ------------------------------------------------------ callbacks
+
+    def connection_made(self, transport: DatagramTransport) -> None:
+        self._transport = transport
+        transport.stats = self.stats  # one set of counters for both layers
+        self.connected = transport.connected
+
+    def datagram_received(self, data: bytes, address: Address | None) -> None:
+        self.queue.push((data, address))
+        self.receivers.wake_one()
+
+    def error_received(self, exc: Exception) -> None:
+        if isinstance(exc, DatagramError):
+            self.queue.push(exc)  # in order, and bounded like any datagram
+            self.receivers.wake_one()
+        elif isinstance(exc, OSError):
+            # Raised from the next send(); and, on a connected endpoint,
+            # where every error is about the one peer, from receive() too.
+            # A bound endpoint's receive() never raises another peer's.
+            self.pending_error = exc
+            if self.connected:
+                self.receivers.wake_all()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.end is None:
+            self.end = exc or ClosedResourceError("the endpoint was closed")
+        self.receivers.wake_all()
+        self.senders.wake_all()
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.paused_writing = True
+
+    def resume_writing(self) -> None:
+        self.paused_writing = False
+        self.senders.wake_all()
+
+    # ------------------------------------------- what the face calls
+
+    @property
+    def transport(self) -> DatagramTransport:
+        assert self._transport is not None, "not open"
+        return self._transport
+
+    def raise_pending(self) -> None:
+        error = self.pending_error
+        if error is not None:
+            self.pending_error = None
+            raise error.with_traceback(None)
+
+    async def next_item(self) -> Received | DatagramError:
+        queue = self.queue
+        if not queue or (self.pending_error is not None and self.connected):
+            if self.limits.read_timeout is None:
+                await self.wait()
+            else:
+                async with asyncio.timeout(self.limits.read_timeout):
+                    await self.wait()
+        return queue.pop()
+
+    async def wait(self) -> None:
+        while True:
+            if self.connected:
+                self.raise_pending()
+            if self.closed:
+                raise ClosedResourceError("the endpoint was closed")
+            if self.queue:
+                return
+            if self.end is not None:
+                raise self.end.with_traceback(None)
+            await park(self.receivers)
+
+    @property
+    def state(self) -> str:
+        """``"open"``, ``"closing"`` or ``"closed"``, for repr()."""
+        if self.lost.done():
+            return "closed"
+        if self.closed or self.transport.is_closing():
+            return "closing"
+        return "open"
+
+
+async def park(line: WaitingLine) -> None:
+    """Wait in ``line`` until woken; a cancelled waiter leaves the line
+    and passes on a wake-up it got but could not use."""
+    waiter = line.park()
+    try:
+        await waiter
+    except asyncio.CancelledError:
+        line.leave(waiter)
+        raise
+
+
+class Endpoint(Generic[T]):
     """A datagram endpoint with awaitable ``send`` and ``receive``.
 
     Made by :func:`open_datagram` (bound: ``receive()`` returns
@@ -53,90 +182,42 @@ class Endpoint(DatagramProtocol, Generic[T]):
     datagrams here, counted, rather than in the kernel; what the kernel
     drops all the same, in a flood faster than the loop reads, is counted
     in ``stats.dropped_by_kernel``.
+
+    It owns an :class:`EndpointProtocol` that the transport calls back;
+    the callbacks are not part of the endpoint's face.
     """
 
+    __slots__ = ("_protocol",)
+
+    # What an endpoint is made of: a class, so that a test can break it.
+    _protocol_class: ClassVar[type[EndpointProtocol]] = EndpointProtocol
+
     def __init__(self, limits: Limits) -> None:
-        self._limits = limits
-        self._transport: DatagramTransport | None = None
-        self._stats = DatagramStats()
-        self._queue: DatagramQueue[Received | DatagramError] = DatagramQueue(
-            limits.datagram_queue, limits.datagram_overflow, self._stats
-        )
-        self._loop = asyncio.get_running_loop()
-        self._receivers = WaitingLine(self._loop)
-        self._senders = WaitingLine(self._loop)
-        self._paused_writing = False
-        self._pending_error: OSError | None = None  # from the socket, not yet raised
-        # Addresses send() took that need no name resolution.
-        self._literal: set[str | Address] = set()
-        self._end: Exception | None = None  # why receive() can return no more
-        self._closed = False
-        self._connected = False
-        self._lost: asyncio.Future[None] = self._loop.create_future()
-
-    # ------------------------------------------------------ callbacks
-
-    def connection_made(self, transport: DatagramTransport) -> None:
-        self._transport = transport
-        transport.stats = self._stats  # one set of counters for both layers
-        self._connected = transport.connected
-
-    def datagram_received(self, data: bytes, address: Address | None) -> None:
-        self._queue.push((data, address))
-        self._receivers.wake_one()
-
-    def error_received(self, exc: Exception) -> None:
-        if isinstance(exc, DatagramError):
-            self._queue.push(exc)  # in order, and bounded like any datagram
-            self._receivers.wake_one()
-        elif isinstance(exc, OSError):
-            # Raised from the next send(); and, on a connected endpoint,
-            # where every error is about the one peer, from receive() too.
-            # A bound endpoint's receive() never raises another peer's.
-            self._pending_error = exc
-            if self._connected:
-                self._receivers.wake_all()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._end is None:
-            self._end = exc or ClosedResourceError("the endpoint was closed")
-        self._receivers.wake_all()
-        self._senders.wake_all()
-        if not self._lost.done():
-            self._lost.set_result(None)
-
-    def pause_writing(self) -> None:
-        self._paused_writing = True
-
-    def resume_writing(self) -> None:
-        self._paused_writing = False
-        self._senders.wake_all()
-
-    # ------------------------------------------------------------ API
+        self._protocol = self._protocol_class(limits)
 
     @property
     def stats(self) -> DatagramStats:
         """The counters (see :class:`DatagramStats`), the kernel's drops read now."""
-        transport = self._transport
-        return self._stats if transport is None else transport.stats
+        protocol = self._protocol
+        transport = protocol._transport
+        return protocol.stats if transport is None else transport.stats
 
     @property
     def transport(self) -> DatagramTransport:
-        assert self._transport is not None, "not open"
-        return self._transport
+        return self._protocol.transport
 
     @property
     def local_address(self) -> Address | None:
-        return self.transport.local_address
+        return self._protocol.transport.local_address
 
     @property
     def peer_address(self) -> Address | None:
         """The connected peer; None for a bound endpoint (or an unnamed peer)."""
-        return self.transport.peer_address
+        return self._protocol.transport.peer_address
 
     @property
     def max_datagram_size(self) -> int:
-        return self.transport.max_datagram_size
+        return self._protocol.transport.max_datagram_size
 
     async def send(self, data: Buffer, address: str | Address | None = None) -> None:
         """Send one datagram; wait while the send buffer is above high water.
@@ -151,18 +232,19 @@ class Endpoint(DatagramProtocol, Generic[T]):
         catches it and goes on. Delivery is not confirmed: datagrams may be
         lost.
         """
-        if self._pending_error is not None:
-            self._raise_pending()
-        transport = self.transport
-        if address is not None and address not in self._literal:
+        protocol = self._protocol
+        if protocol.pending_error is not None:
+            protocol.raise_pending()
+        transport = protocol.transport
+        if address is not None and address not in protocol.literal:
             address = await self._resolve(address)
         transport.send(data, address)
-        if self._pending_error is not None:  # this datagram's, just reported
-            self._raise_pending()
-        while self._paused_writing:
-            await self._park(self._senders)
-            if self._end is not None:  # closed while waiting
-                raise self._end.with_traceback(None)
+        if protocol.pending_error is not None:  # this datagram's, just reported
+            protocol.raise_pending()
+        while protocol.paused_writing:
+            await park(protocol.senders)
+            if protocol.end is not None:  # closed while waiting
+                raise protocol.end.with_traceback(None)
 
     async def _resolve(self, address: str | Address) -> Address:
         """``address`` with a host name replaced by an address of it.
@@ -170,23 +252,18 @@ class Endpoint(DatagramProtocol, Generic[T]):
         One that needs nothing is remembered, so that sending to it again
         does not parse it again.
         """
+        protocol = self._protocol
         parsed = parse_address(address) if isinstance(address, str) else address
-        sock = self.transport.get_extra_info("socket")
+        sock = protocol.transport.get_extra_info("socket")
         family = sock.family if sock is not None else 0
         if not needs_resolving(parsed, family):
             # What the transport refuses, it refuses with why.
-            if len(self._literal) >= ADDRESS_CACHE:
-                self._literal.clear()
-            self._literal.add(address)
+            if len(protocol.literal) >= ADDRESS_CACHE:
+                protocol.literal.clear()
+            protocol.literal.add(address)
             return parsed
         assert isinstance(parsed, UDPAddress)
         return with_host(parsed, await resolve(name_lookup(parsed, family)))
-
-    def _raise_pending(self) -> None:
-        error = self._pending_error
-        if error is not None:
-            self._pending_error = None
-            raise error.with_traceback(None)
 
     async def receive(self) -> T:
         """The next datagram: ``(data, address)`` when bound, ``data`` when connected.
@@ -199,42 +276,11 @@ class Endpoint(DatagramProtocol, Generic[T]):
         :class:`TimeoutError` after ``limits.read_timeout``. Cancellation
         loses no datagram.
         """
-        item = await self._next()
+        protocol = self._protocol
+        item = await protocol.next_item()
         if isinstance(item, DatagramError):
             raise item
-        return item[0] if self._connected else item  # type: ignore[return-value]
-
-    async def _next(self) -> Received | DatagramError:
-        queue = self._queue
-        if not queue or (self._pending_error is not None and self._connected):
-            if self._limits.read_timeout is None:
-                await self._wait()
-            else:
-                async with asyncio.timeout(self._limits.read_timeout):
-                    await self._wait()
-        return queue.pop()
-
-    async def _wait(self) -> None:
-        while True:
-            if self._connected:
-                self._raise_pending()
-            if self._closed:
-                raise ClosedResourceError("the endpoint was closed")
-            if self._queue:
-                return
-            if self._end is not None:
-                raise self._end.with_traceback(None)
-            await self._park(self._receivers)
-
-    async def _park(self, line: WaitingLine) -> None:
-        """Wait in ``line`` until woken; a cancelled waiter leaves the line
-        and passes on a wake-up it got but could not use."""
-        waiter = line.park()
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            line.leave(waiter)
-            raise
+        return item[0] if protocol.connected else item  # type: ignore[return-value]
 
     def __aiter__(self) -> Endpoint[T]:
         return self
@@ -247,29 +293,31 @@ class Endpoint(DatagramProtocol, Generic[T]):
         server's loop; it ends when the endpoint is closed. Socket errors
         (ICMP) are raised, as by :meth:`receive`.
         """
-        queue = self._queue
+        protocol = self._protocol
+        queue = protocol.queue
         while True:
-            if queue and (self._pending_error is None or not self._connected):
+            if queue and (protocol.pending_error is None or not protocol.connected):
                 item = queue.pop()
             else:
                 try:
-                    item = await self._next()
+                    item = await protocol.next_item()
                 except ClosedResourceError:
                     raise StopAsyncIteration from None
             if not isinstance(item, DatagramError):
-                return item[0] if self._connected else item  # type: ignore[return-value]
+                return item[0] if protocol.connected else item  # type: ignore[return-value]
 
     async def aclose(self) -> None:
         """Close: send what is kept for sending (at most ``limits.close_timeout``),
         then release the socket. Idempotent; if cancelled, aborts and re-raises."""
-        self._closed = True
-        self._queue.clear()  # closed means closed: receive() gives nothing more
-        self._receivers.wake_all()
-        transport = self.transport
+        protocol = self._protocol
+        protocol.closed = True
+        protocol.queue.clear()  # closed means closed: receive() gives nothing more
+        protocol.receivers.wake_all()
+        transport = protocol.transport
         transport.close()
         try:
-            async with asyncio.timeout(self._limits.close_timeout):
-                await asyncio.shield(self._lost)
+            async with asyncio.timeout(protocol.limits.close_timeout):
+                await asyncio.shield(protocol.lost)
         except TimeoutError:
             transport.abort()
         except asyncio.CancelledError:
@@ -279,21 +327,16 @@ class Endpoint(DatagramProtocol, Generic[T]):
     def __repr__(self) -> str:
         """``<Endpoint local -> peer open>``: ``closing`` from :meth:`aclose`
         until the socket is released, then ``closed``."""
-        transport = self._transport
+        protocol = self._protocol
+        transport = protocol._transport
         if transport is None:
             return f"<{type(self).__name__} unopened>"
-        if self._lost.done():
-            status = "closed"
-        elif self._closed or transport.is_closing():
-            status = "closing"
-        else:
-            status = "open"
         return describe_endpoint(
             type(self).__name__,
             transport.local_address,
             transport.peer_address,
-            self._connected,
-            status,
+            protocol.connected,
+            protocol.state,
         )
 
     async def __aenter__(self) -> Endpoint[T]:
@@ -306,6 +349,11 @@ class Endpoint(DatagramProtocol, Generic[T]):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def protocol_of(endpoint: Endpoint[Any]) -> EndpointProtocol:
+    """The protocol the transport calls back for ``endpoint`` (aiosock's own use)."""
+    return endpoint._protocol
 
 
 async def open_datagram(
@@ -324,8 +372,9 @@ async def open_datagram(
     sock = None
     if isinstance(address, FdAddress):
         sock, address = adopt_fd(address, connected=False), None
-    _, endpoint = await create_datagram_endpoint(
-        lambda: Endpoint[Received](limits),
+    endpoint = Endpoint[Received](limits)
+    await create_datagram_endpoint(
+        lambda: protocol_of(endpoint),
         local=address,
         codec=codec,
         limits=limits,
@@ -358,8 +407,9 @@ async def connect_datagram(
         if bind_to is not None:
             raise ValueError(f"{target} is adopted as it is: it takes no local address")
         sock, target = adopt_fd(target, connected=True), None
-    _, endpoint = await create_datagram_endpoint(
-        lambda: Endpoint[bytes](limits),
+    endpoint = Endpoint[bytes](limits)
+    await create_datagram_endpoint(
+        lambda: protocol_of(endpoint),
         local=bind_to,
         remote=target,
         codec=codec,

@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from aiosock.aio.datagram import DatagramProtocol, DatagramTransport
-from aiosock.aio.endpoint import Endpoint
+from aiosock.aio.endpoint import Endpoint, protocol_of
 from aiosock.core.addresses import (
     Address,
     AddressFamily,
@@ -96,8 +96,9 @@ class MemoryNetwork:
     ) -> Endpoint[Received]:
         """A bound endpoint, as :func:`~aiosock.open_datagram` makes one."""
         limits = limits or Limits()
-        _, endpoint = await self.create_endpoint(
-            lambda: Endpoint[Received](limits), local=local, codec=codec, limits=limits
+        endpoint = Endpoint[Received](limits)
+        await self.create_endpoint(
+            lambda: protocol_of(endpoint), local=local, codec=codec, limits=limits
         )
         return endpoint
 
@@ -116,8 +117,9 @@ class MemoryNetwork:
         so that its peer can answer it.
         """
         limits = limits or Limits()
-        _, endpoint = await self.create_endpoint(
-            lambda: Endpoint[bytes](limits),
+        endpoint = Endpoint[bytes](limits)
+        await self.create_endpoint(
+            lambda: protocol_of(endpoint),
             local=local,
             remote=remote,
             codec=codec,
