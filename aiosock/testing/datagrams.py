@@ -39,7 +39,13 @@ from aiosock.core.errors import (
     DatagramTooLarge,
 )
 from aiosock.core.limits import Limits, OverflowPolicy
-from aiosock.testing.streams import CHECK_TIMEOUT, _expect, _soon, turns_until
+from aiosock.testing.streams import (
+    CHECK_TIMEOUT,
+    _expect,
+    _soon,
+    _woken_then_cancelled,
+    turns_until,
+)
 
 __all__ = [
     "DATAGRAM_CHECKS",
@@ -424,38 +430,15 @@ async def check_a_woken_receiver_cancelled_passes_the_datagram_on(
     caller does this): the cancellation is scheduled just before the
     datagram is sent, just after, and as a timer due at once.
     """
-    loop = asyncio.get_running_loop()
-    schedules = ("before the send", "after the send", "as a timer")
     async with asyncio.timeout(CHECK_TIMEOUT), make_pair() as pair:
-        server = pair.server
-        for schedule in schedules:
-            first = asyncio.create_task(server.receive())
-            await turns_until(lambda: False, _QUIET_TURNS)  # waiting, then the next
-            second = asyncio.create_task(server.receive())
-            await turns_until(lambda: False, _QUIET_TURNS)
-            try:
-                if schedule == "before the send":
-                    loop.call_soon(first.cancel)
-                await pair.client.send(schedule.encode())
-                if schedule == "after the send":
-                    loop.call_soon(first.cancel)
-                elif schedule == "as a timer":
-                    loop.call_later(0, first.cancel)
-                got = _payload(
-                    await _soon(
-                        second,
-                        f"with the first receive() cancelled {schedule}, "
-                        "the second never got the datagram",
-                        _ARRIVAL_TURNS,
-                    )
-                )
-            finally:
-                first.cancel()
-                second.cancel()  # after a failure: none is left waiting
-            assert got == schedule.encode(), f"the second receive() got {got!r}"
-            with contextlib.suppress(asyncio.CancelledError):
-                taken = await first
-                raise AssertionError(f"a cancelled receive() returned {taken!r}")
+        await _woken_then_cancelled(
+            pair.server.receive,
+            pair.client.send,
+            "datagram",
+            _QUIET_TURNS,
+            _ARRIVAL_TURNS,
+            _payload,
+        )
 
 
 # ------------------------------------------------------------ helpers

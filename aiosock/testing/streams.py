@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiosock.aio.connection import Connection
 from aiosock.core.codecs import Codec, LengthPrefixed, Raw
@@ -185,34 +185,50 @@ async def check_a_woken_receiver_cancelled_passes_the_message_on(
     Between them the wake-up comes before the cancellation and after it
     (both on asyncio's loop, whatever the transport).
     """
-    loop = asyncio.get_running_loop()
-    schedules = ("before the send", "after the send", "as a timer")
     async with asyncio.timeout(CHECK_TIMEOUT), make_pair(FRAMED) as (a, b):
-        for schedule in schedules:
-            first = asyncio.create_task(b.receive())
-            await turns_until(lambda: False, 10)  # let it wait, then the next
-            second = asyncio.create_task(b.receive())
-            await turns_until(lambda: False, 10)
-            try:
-                if schedule == "before the send":
-                    loop.call_soon(first.cancel)
-                await a.send(schedule.encode())
-                if schedule == "after the send":
-                    loop.call_soon(first.cancel)
-                elif schedule == "as a timer":
-                    loop.call_later(0, first.cancel)
-                got = await _soon(
+        await _woken_then_cancelled(b.receive, a.send, "message", 10, _MAX_TURNS)
+
+
+async def _woken_then_cancelled(
+    receive: Callable[[], Coroutine[Any, Any, Any]],
+    send: Callable[[bytes], Awaitable[None]],
+    what: str,
+    quiet_turns: int,
+    arrival_turns: int,
+    payload: Callable[[Any], bytes] = bytes,
+) -> None:
+    """Two receivers wait; the first is cancelled in the turn ``what``
+    arrives (before the send, after it, as a timer); the second must get
+    it. Both kits run this: streams and datagrams keep the same promise."""
+    loop = asyncio.get_running_loop()
+    for schedule in ("before the send", "after the send", "as a timer"):
+        first = asyncio.create_task(receive())
+        await turns_until(lambda: False, quiet_turns)  # waiting, then the next
+        second = asyncio.create_task(receive())
+        await turns_until(lambda: False, quiet_turns)
+        try:
+            if schedule == "before the send":
+                loop.call_soon(first.cancel)
+            await send(schedule.encode())
+            if schedule == "after the send":
+                loop.call_soon(first.cancel)
+            elif schedule == "as a timer":
+                loop.call_later(0, first.cancel)
+            got = payload(
+                await _soon(
                     second,
                     f"with the first receive() cancelled {schedule}, "
-                    "the second never got the message",
+                    f"the second never got the {what}",
+                    arrival_turns,
                 )
-            finally:
-                first.cancel()
-                second.cancel()  # after a failure: none is left waiting
-            assert got == schedule.encode(), f"the second receive() got {got!r}"
-            with contextlib.suppress(asyncio.CancelledError):
-                taken = await first
-                raise AssertionError(f"a cancelled receive() returned {taken!r}")
+            )
+        finally:
+            first.cancel()
+            second.cancel()  # after a failure: none is left waiting
+        assert got == schedule.encode(), f"the second receive() got {got!r}"
+        with contextlib.suppress(asyncio.CancelledError):
+            taken = await first
+            raise AssertionError(f"a cancelled receive() returned {taken!r}")
 
 
 async def check_aclose_is_idempotent_and_safe_under_cancellation(
