@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_datagram_behaviour import has_ipv6_loopback  # a sibling
 from test_testing_streams import Blind, Unpassing  # a sibling
 
 import aiosock
@@ -113,15 +114,6 @@ def memory_unix(network: MemoryNetwork) -> DatagramPairMaker:
     return make
 
 
-def ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
 @pytest.fixture
 def unix_dir(tmp_path: Path) -> Iterator[Path]:
     """A directory for socket files, short enough for sun_path (107 bytes)."""
@@ -159,7 +151,7 @@ async def test_datagram_conformance(
     unix_dir: Path,
     open_sockets: Callable[[], set[str]],
 ) -> None:
-    if kind == "udp6" and not ipv6_loopback():
+    if kind == "udp6" and not has_ipv6_loopback():
         pytest.skip("no IPv6 loopback here")
     before = open_sockets()
     await check(pair_makers(unix_dir)[kind])
