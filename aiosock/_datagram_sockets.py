@@ -17,7 +17,7 @@ import os
 import socket
 import sys
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple
 
 from aiosock._sockets import Created, ipv6_works, remove_if_ours, remove_if_stale
 from aiosock.core.addresses import (
@@ -28,7 +28,7 @@ from aiosock.core.addresses import (
     UnixDatagramAddress,
     from_sockaddr,
 )
-from aiosock.core.codecs import Buffer, Codec
+from aiosock.core.codecs import Buffer, Codec, T
 from aiosock.core.datagrams import DatagramStats, max_payload, sockaddr_for
 from aiosock.core.endpoint import (
     MEMINFO_SIZE,
@@ -342,11 +342,12 @@ def adopt_fd(address: FdAddress, *, connected: bool | None) -> socket.socket:
 # ------------------------------------------------------- an open endpoint
 
 
-class EndpointAddresses:
-    """What both drivers' endpoints tell of themselves, from their state."""
+class EndpointAddresses(Generic[T]):
+    """What both drivers' endpoints tell of themselves, from their state
+    (whose message type is ``T``)."""
 
     __slots__ = ()
-    _state: EndpointState
+    _state: EndpointState[T]
 
     @property
     def local_address(self) -> Address | None:
@@ -385,10 +386,10 @@ def released_on_failure(sock: socket.socket, created: Created | None) -> Iterato
 def endpoint_state(
     sock: socket.socket,
     *,
-    codec: Codec | None,
+    codec: Codec[T] | None,
     limits: Limits,
     resolve: Resolver | None = None,
-) -> EndpointState:
+) -> EndpointState[T]:
     """The rules of an endpoint on ``sock``, a bound or connected datagram
     socket, read from it; sets its receive buffer where ``limits`` asks.
 
@@ -447,7 +448,7 @@ def kernel_drops(sock: socket.socket) -> int | None:
     return meminfo_drops(raw)
 
 
-def current_stats(sock: socket.socket, state: EndpointState) -> DatagramStats:
+def current_stats(sock: socket.socket, state: EndpointState[Any]) -> DatagramStats:
     """``state.stats`` with the kernel's drops for ``sock`` read now."""
     state.kernel_drops(kernel_drops(sock))
     return state.stats
@@ -455,7 +456,7 @@ def current_stats(sock: socket.socket, state: EndpointState) -> DatagramStats:
 
 def send_datagram(
     sock: socket.socket,
-    state: EndpointState,
+    state: EndpointState[Any],
     payload: Buffer | list[Buffer],
     target: Sockaddr,
 ) -> None:

@@ -18,13 +18,17 @@ from json_lines import Json, JsonLines, JsonLinesDecoder
 
 import aiosock
 from aiosock import (
+    Address,
     Connection,
+    DatagramError,
     FrameTooLarge,
+    IncompleteFrame,
     LocalProtocolError,
     RemoteProtocolError,
     Transport,
     sync,
 )
+from aiosock.aio.datagram import SocketDatagramTransport
 
 README = Path(__file__).parent.parent / "README.md"
 VALUES: list[Json] = [{"id": 1, "tags": ["a", "b"]}, [1, 2.5, None], "line\nbreak", 7]
@@ -181,6 +185,156 @@ def _typing_only() -> None:
         values = await aiosock.connect("tcp://127.0.0.1:1", codec=JsonLines())
         assert_type(values, Connection[Json])
         assert_type(sync.connect("unix:@x"), sync.Connection[bytes])
+        transport, _ = await aiosock.create_datagram_endpoint(RawPeer, local="udp://:0")
+        assert_type(transport, SocketDatagramTransport[bytes])
+        transport.send({"not": "bytes"}, "udp://127.0.0.1:1")  # type: ignore[arg-type]
 
-    del calls
+    def blocking_datagrams() -> None:
+        bound = sync.open_datagram("udp://:0")
+        assert_type(bound, sync.DatagramEndpoint[tuple[bytes, Address | None], bytes])
+        assert_type(bound, sync.DatagramEndpoint[sync.Received, bytes])
+        # No codec means bytes: a JSON value is refused.
+        bound.send({"not": "bytes"}, "udp://127.0.0.1:1")  # type: ignore[arg-type]
+        connected = sync.connect_datagram("udp://127.0.0.1:1")
+        assert_type(connected, sync.DatagramEndpoint[bytes, bytes])
+        assert_type(connected.receive(), bytes)
+        connected.send({"not": "bytes"})  # type: ignore[arg-type]
+        values = sync.connect_datagram("udp://127.0.0.1:1", codec=JsonLines())
+        assert_type(values.receive(), Json)
+        values.send(b"bytes are no JSON value")  # type: ignore[arg-type]
+
+    del calls, blocking_datagrams
     assert_type(JsonLines().decoder(), JsonLinesDecoder)
+
+
+# -------------------------------------------------------------- datagrams
+#
+# One datagram is one value: with a codec, a datagram that is not exactly
+# one frame is a DatagramError in its place, and the endpoint goes on.
+
+#: Datagrams that are not one JSON line, what each DatagramError says, and
+#: the type of its cause: the codec's error, or none when the frames were
+#: good but too many.
+NOT_ONE_VALUE: list[tuple[bytes, str, type[object]]] = [
+    (b"not json\n", "not JSON", RemoteProtocolError),
+    (b"1\n2\n", "holds 2 frames, not one", type(None)),
+    (b"[1", "does not decode", IncompleteFrame),  # a line cut short
+]
+
+
+def datagram_address(kind: str, tmp_path: Path, abstract_name: str) -> str:
+    if kind == "udp":
+        return "udp://127.0.0.1:0"
+    if kind == "unixgram-path":
+        return f"unixgram://{tmp_path / 'values.dgram'}"
+    return f"unixgram:@{abstract_name}"
+
+
+@pytest.mark.parametrize("kind", ["udp", "unixgram-path"])
+def test_the_blocking_datagram_driver_carries_values(
+    kind: str, tmp_path: Path, abstract_name: str
+) -> None:
+    local = datagram_address(kind, tmp_path, abstract_name)
+    with sync.open_datagram(local, codec=JsonLines(), timeout=10) as server:
+        assert_type(server, sync.DatagramEndpoint[sync.Received[Json], Json])
+        address = server.local_address
+        assert address is not None
+        with sync.connect_datagram(address, codec=JsonLines(), timeout=10) as client:
+            assert_type(client, sync.DatagramEndpoint[Json, Json])
+            for value in VALUES:
+                client.send(value)
+                got, sender = server.receive()
+                assert_type(got, Json)
+                assert (got, sender) == (value, client.local_address)
+                server.send({"echo": got}, sender)
+                assert client.receive() == {"echo": value}
+            with sync.connect_datagram(address, timeout=10) as raw:
+                for datagram, _, _ in NOT_ONE_VALUE:
+                    raw.send(datagram)
+                raw.send(b'"after"\n')
+                # Each raises in its place in the order; the endpoint goes on.
+                for datagram, why, cause in NOT_ONE_VALUE:
+                    with pytest.raises(DatagramError, match=why) as caught:
+                        server.receive()
+                    assert caught.value.address == raw.local_address
+                    assert caught.value.size == len(datagram)
+                    assert type(caught.value.__cause__) is cause
+                assert server.receive() == ("after", raw.local_address)
+        assert server.stats.errors == len(NOT_ONE_VALUE)
+        assert server.stats.received == len(VALUES) + len(NOT_ONE_VALUE) + 1
+
+
+class ValuesPeer(aiosock.DatagramProtocol[Json]):
+    """Keeps the values it gets and the first datagram that failed; a
+    server answers each value to its sender."""
+
+    def __init__(self, *, expect: int = 0, answer: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        self.expect, self.answer = expect, answer
+        self.got: list[Json] = []
+        self.all_in: asyncio.Future[None] = loop.create_future()
+        self.failed: asyncio.Future[Exception] = loop.create_future()
+        self.lost: asyncio.Future[Exception | None] = loop.create_future()
+
+    def connection_made(self, transport: aiosock.DatagramTransport[Json]) -> None:
+        self.transport = transport
+
+    def datagram_received(self, message: Json, address: Address | None) -> None:
+        self.got.append(message)
+        if self.answer:
+            self.transport.send({"echo": message}, address)
+        if len(self.got) == self.expect:
+            self.all_in.set_result(None)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.failed.done():
+            self.failed.set_result(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set_result(exc)
+
+
+class RawPeer(aiosock.DatagramProtocol):
+    """Bytes, no codec: sends what a values peer cannot take."""
+
+    def __init__(self) -> None:
+        self.lost: asyncio.Future[Exception | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set_result(exc)
+
+
+@pytest.mark.parametrize("kind", ["udp", "unixgram-abstract"])
+async def test_the_datagram_callback_api_carries_values(
+    kind: str, tmp_path: Path, abstract_name: str
+) -> None:
+    transport, server = await aiosock.create_datagram_endpoint(
+        lambda: ValuesPeer(answer=True),
+        local=datagram_address(kind, tmp_path, abstract_name),
+        codec=JsonLines(),
+    )
+    assert_type(transport, SocketDatagramTransport[Json])
+    address = transport.local_address
+    # Not one value: the server hears why, and goes on.
+    raw_transport, raw = await aiosock.create_datagram_endpoint(RawPeer, remote=address)
+    assert_type(raw_transport, SocketDatagramTransport[bytes])
+    raw_transport.send(b"not json\n")
+    failure = await asyncio.wait_for(server.failed, 10)
+    assert isinstance(failure, DatagramError)
+    assert failure.address == raw_transport.local_address
+    raw_transport.close()
+    assert await asyncio.wait_for(raw.lost, 10) is None
+    client_transport, client = await aiosock.create_datagram_endpoint(
+        lambda: ValuesPeer(expect=len(VALUES)), remote=address, codec=JsonLines()
+    )
+    for value in VALUES:
+        client_transport.send(value)
+    await asyncio.wait_for(client.all_in, 10)
+    assert server.got == VALUES
+    assert client.got == [{"echo": value} for value in VALUES]
+    assert transport.stats.errors == 1
+    for closing, peer in [(client_transport, client), (transport, server)]:
+        closing.close()
+        assert await asyncio.wait_for(peer.lost, 10) is None

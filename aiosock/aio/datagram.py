@@ -14,7 +14,7 @@ transport, for three reasons measured or documented:
   here ``MSG_TRUNC`` makes Linux return the real length.
 
 Callbacks (:class:`DatagramProtocol`): ``connection_made(transport)``
-once; then any number of ``datagram_received(data, address)`` and
+once; then any number of ``datagram_received(message, address)`` and
 ``error_received(exc)``; then ``connection_lost(exc)`` once, with None
 after :meth:`DatagramTransport.close`. ``error_received`` gets a
 :class:`DatagramError` for a datagram that was cut or does not decode
@@ -32,7 +32,7 @@ import collections
 import contextlib
 import socket
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiosock._datagram_sockets import (
     MSG_TRUNC,
@@ -50,7 +50,7 @@ from aiosock._datagram_sockets import (
 from aiosock._sockets import Created, remove_if_ours
 from aiosock.aio.protocol import _read_buffer
 from aiosock.core.addresses import Address, FdAddress, parse_address
-from aiosock.core.codecs import Buffer, Codec
+from aiosock.core.codecs import Buffer, Codec, T
 from aiosock.core.datagrams import DatagramStats
 from aiosock.core.endpoint import describe_endpoint
 from aiosock.core.errors import ClosedResourceError, DatagramError
@@ -70,22 +70,23 @@ READ_BATCH = 64
 
 _AGAIN = (BlockingIOError, InterruptedError)
 
-P = TypeVar("P", bound="DatagramProtocol")
+P = TypeVar("P", bound="DatagramProtocol[Any]")
 Sockaddr = Any  # what the socket module takes and returns: a tuple or a str
 
 
-class DatagramProtocol:
+class DatagramProtocol(Generic[T]):
     """Callbacks for one datagram endpoint: subclass and override what you use.
 
-    See the module docstring for their order and meaning.
+    ``T`` is the message type of the endpoint's codec (``bytes`` without
+    one). See the module docstring for their order and meaning.
     """
 
-    def connection_made(self, transport: DatagramTransport) -> None:
+    def connection_made(self, transport: DatagramTransport[T]) -> None:
         """The endpoint is open; ``transport`` sends on it."""
 
-    def datagram_received(self, data: bytes, address: Address | None) -> None:
-        """One datagram (decoded, with a codec); ``address`` is the sender's,
-        None for an unnamed Unix socket."""
+    def datagram_received(self, message: T, address: Address | None) -> None:
+        """One datagram, decoded with the codec (the bytes, without one);
+        ``address`` is the sender's, None for an unnamed Unix socket."""
 
     def error_received(self, exc: Exception) -> None:
         """A datagram that could not be delivered, or an error of the socket."""
@@ -100,10 +101,11 @@ class DatagramProtocol:
         """Everything kept for sending has been sent."""
 
 
-class DatagramTransport:
+class DatagramTransport(Generic[T]):
     """What a :class:`DatagramProtocol` sends with: one datagram endpoint.
 
-    The interface; :func:`create_datagram_endpoint` makes the socket one,
+    ``T`` is the message type of its codec (``bytes`` without one). The
+    interface; :func:`create_datagram_endpoint` makes the socket one,
     and :mod:`aiosock.testing` an in-memory one. ``send`` never blocks: a
     datagram the endpoint cannot send now is kept (in order) and sent
     when it can; :meth:`DatagramProtocol.pause_writing` says when those
@@ -115,8 +117,8 @@ class DatagramTransport:
     #: True when the endpoint has a fixed peer (``send`` takes no address).
     connected: bool
 
-    def send(self, data: Buffer, address: str | Address | None = None) -> None:
-        """Send ``data`` as one datagram (one frame of the codec, with one).
+    def send(self, message: T, address: str | Address | None = None) -> None:
+        """Send ``message`` as one datagram (one frame of the codec, with one).
 
         ``address`` is required on a bound endpoint and must be left out (or
         be the peer) on a connected one. Raises, with nothing sent,
@@ -185,7 +187,7 @@ class DatagramTransport:
         return describe_endpoint(kind, local, peer, self.connected, status)
 
 
-class SocketDatagramTransport(EndpointAddresses, DatagramTransport):
+class SocketDatagramTransport(EndpointAddresses[T], DatagramTransport[T]):
     """A :class:`DatagramTransport` on a socket that aiosock reads itself.
 
     What it decides about each datagram is its
@@ -196,9 +198,9 @@ class SocketDatagramTransport(EndpointAddresses, DatagramTransport):
     def __init__(
         self,
         sock: socket.socket,
-        protocol: DatagramProtocol,
+        protocol: DatagramProtocol[T],
         *,
-        codec: Codec | None,
+        codec: Codec[T] | None,
         limits: Limits,
         created: Created | None = None,
     ) -> None:
@@ -298,11 +300,11 @@ class SocketDatagramTransport(EndpointAddresses, DatagramTransport):
 
     # ----------------------------------------------------------- sending
 
-    def send(self, data: Buffer, address: str | Address | None = None) -> None:
+    def send(self, message: T, address: str | Address | None = None) -> None:
         if self._error is not None:
             raise self._error.with_traceback(None)
         state = self._state
-        payload, size, target = state.prepare(data, address)
+        payload, size, target = state.prepare(message, address)
         if not self._pending:
             try:
                 # The path of every datagram: bytes to an address goes
@@ -488,11 +490,11 @@ async def create_datagram_endpoint(
     *,
     local: str | Address | None = None,
     remote: str | Address | None = None,
-    codec: Codec | None = None,
+    codec: Codec[T] | None = None,
     limits: Limits | None = None,
     sock: socket.socket | None = None,
     unix_mode: int | None = None,
-) -> tuple[SocketDatagramTransport, P]:
+) -> tuple[SocketDatagramTransport[T], P]:
     """Open a datagram socket bound to ``local``, connected to ``remote``, or both.
 
     Or adopt ``sock`` (or ``local="fd://N"``), a datagram socket already
@@ -504,6 +506,11 @@ async def create_datagram_endpoint(
     so that its peer can answer it. Raises ``OSError`` (refused, in use,
     no such file), ``ValueError`` for a stream address or mismatched
     families, and leaves no socket open when it fails or is cancelled.
+
+    The transport carries the messages of ``codec`` (``bytes`` when None),
+    as does the protocol's ``datagram_received``: mypy cannot tie a
+    factory's protocol type to the codec's, so keep them in step by hand
+    (a ``DatagramProtocol[M]`` for a ``Codec[M]``).
     """
     limits = limits or Limits()
     local_address = parse_address(local) if isinstance(local, str) else local

@@ -23,7 +23,7 @@ from aiosock.core.addresses import (
     UDPAddress,
     UnixDatagramAddress,
 )
-from aiosock.core.codecs import Buffer, Codec, Raw
+from aiosock.core.codecs import Buffer, Codec, Raw, T
 from aiosock.core.errors import DatagramError, RemoteProtocolError
 from aiosock.core.limits import OverflowPolicy
 
@@ -44,11 +44,13 @@ __all__ = [
 MAX_UDP4_PAYLOAD = 65_507
 MAX_UDP6_PAYLOAD = 65_527
 
-T = TypeVar("T")
+#: What a :class:`DatagramQueue` holds.
+Item = TypeVar("Item")
 
-#: What a bound endpoint receives: the datagram and its sender (None for an
-#: unnamed Unix socket).
-Received = tuple[bytes, Address | None]
+#: What a bound endpoint receives: the message and its sender (None for an
+#: unnamed Unix socket). ``Received[M]`` for a codec of ``M``; plain
+#: ``Received`` holds bytes.
+Received = tuple[T, Address | None]
 
 
 @attrs.define
@@ -96,27 +98,30 @@ def max_payload(address: Address | None, max_frame_size: int) -> int:
     return max_frame_size
 
 
-def encode_datagram(codec: Codec | None, message: Buffer) -> Buffer | list[Buffer]:
+def encode_datagram(codec: Codec[T] | None, message: T) -> Buffer | list[Buffer]:
     """What to send for ``message``: one frame of ``codec``, or the bytes as they are.
 
     Raises the codec's :class:`LocalProtocolError` for a message it cannot
     frame. A list is a gather: its parts make one datagram.
     """
     if codec is None:
-        return message
+        # No codec: the message is typed bytes and, at run time, any buffer.
+        return message  # type: ignore[return-value]
     return codec.encode(message)
 
 
-def decode_datagram(codec: Codec | None, data: bytes, address: Address | None) -> bytes:
+def decode_datagram(codec: Codec[T] | None, data: bytes, address: Address | None) -> T:
     """The one message in ``data``, a whole datagram from ``address``.
 
-    Without a codec, the datagram itself. With one, the datagram must hold
-    exactly one frame: none, several or part of one raise
-    :class:`DatagramError` (the codec's own error, such as
+    Without a codec, the datagram itself. With one, of any message type,
+    the datagram must hold exactly one frame: none, several or part of one
+    raise :class:`DatagramError` (the codec's own error, such as
     :class:`FrameTooLarge`, is its ``__cause__``).
     """
+    # Without a codec, or with Raw, T is bytes: the datagram is returned as
+    # it is, with no cast() call on a path every datagram may take.
     if codec is None:
-        return data
+        return data  # type: ignore[return-value]
     if isinstance(codec, Raw):  # every datagram, even an empty one, is a frame
         if len(data) > codec.max_size:
             raise DatagramError(
@@ -125,7 +130,7 @@ def decode_datagram(codec: Codec | None, data: bytes, address: Address | None) -
                 address=address,
                 size=len(data),
             )
-        return data
+        return data  # type: ignore[return-value]
     decoder = codec.decoder()
     try:
         messages = decoder.feed(data)
@@ -146,7 +151,7 @@ def decode_datagram(codec: Codec | None, data: bytes, address: Address | None) -
     return messages[0]
 
 
-class DatagramQueue(Generic[T]):
+class DatagramQueue(Generic[Item]):
     """Received items waiting for a reader, at most ``maxlen`` of them.
 
     When full, :meth:`push` gives up the newest item (the one pushed) or
@@ -159,12 +164,12 @@ class DatagramQueue(Generic[T]):
     def __init__(self, maxlen: int, policy: OverflowPolicy, stats: DatagramStats):
         if maxlen < 1:
             raise ValueError(f"maxlen must be at least 1, not {maxlen}")
-        self._items: collections.deque[T] = collections.deque()
+        self._items: collections.deque[Item] = collections.deque()
         self._maxlen = maxlen
         self._policy = policy
         self.stats = stats
 
-    def push(self, item: T) -> bool:
+    def push(self, item: Item) -> bool:
         """Queue ``item``; False when a full queue dropped it instead."""
         items = self._items
         if len(items) >= self._maxlen:
@@ -175,7 +180,7 @@ class DatagramQueue(Generic[T]):
         items.append(item)
         return True
 
-    def pop(self) -> T:
+    def pop(self) -> Item:
         """The oldest item; :class:`IndexError` when empty."""
         return self._items.popleft()
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import errno
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic
 
 from aiosock.core.addresses import (
     Address,
@@ -34,9 +34,10 @@ from aiosock.core.addresses import (
     is_ip_literal,
     parse_address,
 )
-from aiosock.core.codecs import Buffer, Codec
+from aiosock.core.codecs import Buffer, Codec, T
 from aiosock.core.datagrams import (
     DatagramStats,
+    Received,
     decode_datagram,
     max_payload,
     sockaddr_for,
@@ -105,8 +106,11 @@ def needs_resolving(address: Address, family: int) -> bool:
     )
 
 
-class EndpointState:
+class EndpointState(Generic[T]):
     """What one datagram endpoint knows and decides, for any driver.
+
+    ``T`` is the message type of its codec: :meth:`received` returns one,
+    :meth:`prepare` takes one; ``bytes`` without a codec.
 
     ``local`` and ``peer`` are the socket's names (None for an unnamed Unix
     socket); ``connected`` says whether it has a fixed peer, which may be
@@ -144,7 +148,7 @@ class EndpointState:
         local: Address | None,
         peer: Address | None,
         connected: bool,
-        codec: Codec | None,
+        codec: Codec[T] | None,
         max_frame_size: int,
         send_limit: int | None = None,
         resolve: Resolver | None = None,
@@ -181,7 +185,7 @@ class EndpointState:
 
     def received(
         self, buffer: memoryview, nbytes: int, sockaddr: Sockaddr
-    ) -> tuple[bytes, Address | None]:
+    ) -> Received[T]:
         """The message of a datagram read into ``buffer``, and its sender.
 
         ``nbytes`` is what the read returned: with ``MSG_TRUNC``, Linux
@@ -209,8 +213,8 @@ class EndpointState:
             )
         data = buffer[:nbytes].tobytes()
         codec = self.codec
-        if codec is None:
-            return data, address
+        if codec is None:  # T is bytes: no cast() call on every datagram
+            return data, address  # type: ignore[return-value]
         try:
             return decode_datagram(codec, data, address), address
         except DatagramError:
@@ -238,7 +242,7 @@ class EndpointState:
     # ------------------------------------------------------------ sending
 
     def prepare(
-        self, message: Buffer, address: str | Address | None
+        self, message: T, address: str | Address | None
     ) -> tuple[Buffer | list[Buffer], int, Sockaddr]:
         """What to send for ``message`` to ``address``: the datagram (a list
         is a gather), its size and the socket address (None: the peer).
@@ -250,7 +254,11 @@ class EndpointState:
         peer's only; a host name without a resolver).
         """
         codec = self.codec
-        payload = message if codec is None else codec.encode(message)
+        # Without a codec T is bytes (at run time, any buffer), sent as it
+        # is: an ignore rather than cast(), a call on every datagram's path.
+        payload: Buffer | list[Buffer] = (
+            message if codec is None else codec.encode(message)  # type: ignore[assignment]
+        )
         if type(payload) is bytes:  # the common case, tested first
             size = len(payload)
         elif isinstance(payload, list):

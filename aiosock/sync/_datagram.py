@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Iterator
-from typing import Any, Generic, NoReturn, TypeVar
+from typing import Any, Generic, NoReturn
+
+from typing_extensions import TypeVar
 
 from aiosock._datagram_sockets import (
     MSG_TRUNC,
@@ -24,7 +26,7 @@ from aiosock._datagram_sockets import (
 )
 from aiosock._sockets import Created, remove_if_ours
 from aiosock.core.addresses import Address, FdAddress, UDPAddress, parse_address
-from aiosock.core.codecs import Buffer, Codec
+from aiosock.core.codecs import Codec
 from aiosock.core.datagrams import DatagramStats, Received
 from aiosock.core.endpoint import describe_endpoint
 from aiosock.core.errors import ClosedResourceError, DatagramError
@@ -33,19 +35,24 @@ from aiosock.sync._stream import check_timeout
 
 __all__ = ["DatagramEndpoint", "connect_datagram", "open_datagram"]
 
-T = TypeVar("T")
+#: What an endpoint's ``receive()`` returns: ``(message, address)`` when
+#: bound, the message when connected.
+R = TypeVar("R")
+#: The message type of an endpoint's codec, which ``send()`` takes; bytes
+#: without a codec.
+M = TypeVar("M", default=bytes)
 
 
 def open_datagram(
     local: str | Address,
     *,
-    codec: Codec | None = None,
+    codec: Codec[M] | None = None,
     limits: Limits | None = None,
     timeout: float | None = None,
     unix_mode: int | None = None,
-) -> DatagramEndpoint[Received]:
-    """A bound endpoint: ``receive()`` returns ``(data, address)``, ``send``
-    takes an address.
+) -> DatagramEndpoint[Received[M], M]:
+    """A bound endpoint: ``receive()`` returns ``(message, address)``,
+    ``send`` takes an address.
 
     ``local``: ``udp://HOST:PORT`` (``udp://:PORT`` takes datagrams of both
     IP families where the machine has IPv6; port 0 picks a free port, see
@@ -62,9 +69,10 @@ def open_datagram(
     wait: a receive for a datagram, a send for room in a Unix peer's full
     queue. None means ``limits.read_timeout`` (itself None by default:
     wait for ever). ``codec`` None sends and receives the datagrams as
-    they are; with a codec, each datagram is one frame. ``limits`` None
-    means ``Limits()``; only ``max_frame_size``, ``read_timeout`` and
-    ``datagram_receive_buffer`` apply.
+    they are, ``bytes``; with a ``Codec[M]``, each datagram is one frame
+    and the messages are ``M``. ``limits`` None means ``Limits()``; only
+    ``max_frame_size``, ``read_timeout`` and ``datagram_receive_buffer``
+    apply.
 
     Raises ``OSError`` (in use, no such file, a name that does not
     resolve) and ``ValueError`` for a stream address, a timeout that is
@@ -84,12 +92,12 @@ def connect_datagram(
     remote: str | Address,
     *,
     local: str | Address | None = None,
-    codec: Codec | None = None,
+    codec: Codec[M] | None = None,
     limits: Limits | None = None,
     timeout: float | None = None,
-) -> DatagramEndpoint[bytes]:
-    """A connected endpoint: ``send(data)``, ``receive()`` returns ``data``,
-    and only the peer's datagrams arrive.
+) -> DatagramEndpoint[M, M]:
+    """A connected endpoint: ``send(message)``, ``receive()`` returns a
+    message, and only the peer's datagrams arrive.
 
     ``remote``: ``udp://HOST:PORT`` (the first address the name resolves
     to), ``unixgram:///path``, ``unixgram:@name``, or ``fd://N`` to adopt
@@ -131,14 +139,14 @@ def _opened(
     sock: socket.socket,
     created: Created | None,
     *,
-    codec: Codec | None,
+    codec: Codec[M] | None,
     limits: Limits,
     timeout: float | None,
-) -> DatagramEndpoint[Any]:
+) -> DatagramEndpoint[Any, M]:
     """Wrap a socket made here, or close it (and remove its file) on failure."""
     with released_on_failure(sock, created):
         sock.settimeout(timeout)
-        endpoint: DatagramEndpoint[Any] = DatagramEndpoint(
+        endpoint: DatagramEndpoint[Any, M] = DatagramEndpoint(
             sock, codec=codec, limits=limits
         )
     endpoint._created = created
@@ -151,10 +159,10 @@ def _adopt(
     address: FdAddress,
     *,
     connected: bool,
-    codec: Codec | None,
+    codec: Codec[M] | None,
     limits: Limits,
     timeout: float | None,
-) -> DatagramEndpoint[Any]:
+) -> DatagramEndpoint[Any, M]:
     sock = adopt_fd(address, connected=connected)
     try:
         sock.settimeout(timeout)
@@ -165,18 +173,23 @@ def _adopt(
         raise
 
 
-class DatagramEndpoint(EndpointAddresses, Generic[T]):
+class DatagramEndpoint(EndpointAddresses[M], Generic[R, M]):
     """A datagram socket that sends and receives one message per datagram.
 
     Made by :func:`open_datagram` (bound: :meth:`receive` returns
-    ``(data, address)``, and :meth:`send` needs an address) or
-    :func:`connect_datagram` (connected: :meth:`receive` returns ``data``).
-    To wrap a socket you made, it must be a ``SOCK_DGRAM`` socket in
-    blocking mode (timeout None or positive), bound or connected; the
-    endpoint then owns it. ``codec`` None means no codec: the datagrams as
-    they are. Of ``limits``, ``max_frame_size`` bounds what is sent and
-    received and ``datagram_receive_buffer`` sizes the socket's receive
-    buffer; the rest apply to the async endpoint only.
+    ``(message, address)``, and :meth:`send` needs an address) or
+    :func:`connect_datagram` (connected: :meth:`receive` returns the
+    message). To wrap a socket you made, it must be a ``SOCK_DGRAM``
+    socket in blocking mode (timeout None or positive), bound or
+    connected; the endpoint then owns it. ``codec`` None means no codec:
+    the datagrams as they are. Of ``limits``, ``max_frame_size`` bounds
+    what is sent and received and ``datagram_receive_buffer`` sizes the
+    socket's receive buffer; the rest apply to the async endpoint only.
+
+    **Types.** ``R`` is what :meth:`receive` returns, ``M`` the message
+    type of the codec, which :meth:`send` takes (``bytes`` without one):
+    ``DatagramEndpoint[Received[M], M]`` when bound,
+    ``DatagramEndpoint[M, M]`` when connected.
 
     **Queueing.** The kernel's receive queue is the only queue: there is
     no reader to fall behind in the background, so ``stats.dropped`` stays
@@ -204,7 +217,7 @@ class DatagramEndpoint(EndpointAddresses, Generic[T]):
         self,
         sock: socket.socket,
         *,
-        codec: Codec | None = None,
+        codec: Codec[M] | None = None,
         limits: Limits | None = None,
     ) -> None:
         if sock.type != socket.SOCK_DGRAM:
@@ -236,8 +249,8 @@ class DatagramEndpoint(EndpointAddresses, Generic[T]):
         call; after :meth:`close`, the last count)."""
         return current_stats(self.socket, self._state)
 
-    def send(self, data: Buffer, address: str | Address | None = None) -> None:
-        """Send ``data`` as one datagram (one frame of the codec, with one).
+    def send(self, message: M, address: str | Address | None = None) -> None:
+        """Send ``message`` as one datagram (one frame of the codec, with one).
 
         ``address`` is required on a bound endpoint and must be left out
         (or be the peer) on a connected one; a host name is resolved (the
@@ -254,15 +267,16 @@ class DatagramEndpoint(EndpointAddresses, Generic[T]):
         """
         self._check_open()
         state = self._state
-        payload, _, target = state.prepare(data, address)
+        payload, _, target = state.prepare(message, address)
         try:
             send_datagram(self.socket, state, payload, target)
         except OSError as exc:
             self._raise_os_error(exc, sending=True)
         state.stats.sent += 1
 
-    def receive(self) -> T:
-        """The next datagram: ``(data, address)`` when bound, ``data`` when connected.
+    def receive(self) -> R:
+        """The next message: ``(message, address)`` when bound, the message
+        alone when connected.
 
         Waits for one as long as the socket's timeout allows, then raises
         :class:`TimeoutError`. Datagrams have no end of stream: an empty
@@ -275,10 +289,10 @@ class DatagramEndpoint(EndpointAddresses, Generic[T]):
         :class:`ClosedResourceError` after :meth:`close`, also in a receive
         that :meth:`close` interrupted from another thread.
         """
-        data, address = self._receive()
-        return data if self._state.connected else (data, address)  # type: ignore[return-value]
+        message, address = self._receive()
+        return message if self._state.connected else (message, address)  # type: ignore[return-value]
 
-    def _receive(self) -> Received:
+    def _receive(self) -> Received[M]:
         self._check_open()
         view = self._view
         try:
@@ -289,7 +303,7 @@ class DatagramEndpoint(EndpointAddresses, Generic[T]):
             raise ClosedResourceError("the endpoint was closed")
         return self._state.received(view, nbytes, sockaddr)
 
-    def __iter__(self) -> Iterator[T]:
+    def __iter__(self) -> Iterator[R]:
         """Every good datagram, as :meth:`receive` returns it, until :meth:`close`.
 
         Skips datagrams that were cut or did not decode (they are counted
@@ -331,7 +345,7 @@ class DatagramEndpoint(EndpointAddresses, Generic[T]):
             remove_if_ours(self._created)
             self._created = None
 
-    def __enter__(self) -> DatagramEndpoint[T]:
+    def __enter__(self) -> DatagramEndpoint[R, M]:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

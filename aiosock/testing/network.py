@@ -16,7 +16,7 @@ import collections
 import errno
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiosock.aio.datagram import DatagramProtocol, DatagramTransport
 from aiosock.aio.endpoint import Endpoint, protocol_of
@@ -27,7 +27,7 @@ from aiosock.core.addresses import (
     UnixDatagramAddress,
     parse_address,
 )
-from aiosock.core.codecs import Buffer, Codec
+from aiosock.core.codecs import Codec, T
 from aiosock.core.datagrams import (
     DatagramStats,
     Received,
@@ -46,7 +46,7 @@ from aiosock.testing.datagrams import DatagramPair
 
 __all__ = ["MemoryDatagramTransport", "MemoryNetwork"]
 
-P = TypeVar("P", bound=DatagramProtocol)
+P = TypeVar("P", bound=DatagramProtocol[Any])
 DatagramAddress = UDPAddress | UnixDatagramAddress
 
 # Where port 0 starts looking: the dynamic range of RFC 6335 (49152-65535),
@@ -82,7 +82,7 @@ class MemoryNetwork:
         if max_datagram_size is not None and max_datagram_size < 0:
             raise ValueError(f"max_datagram_size {max_datagram_size} is negative")
         self._max_datagram_size = max_datagram_size
-        self._bound: dict[DatagramAddress, MemoryDatagramTransport] = {}
+        self._bound: dict[DatagramAddress, MemoryDatagramTransport[Any]] = {}
         # Where the last port and the last auto-bound name were picked.
         self._port_offset = -1  # into the dynamic range
         self._last_name = -1
@@ -133,16 +133,17 @@ class MemoryNetwork:
         *,
         local: str | Address | None = None,
         remote: str | Address | None = None,
-        codec: Codec | None = None,
+        codec: Codec[T] | None = None,
         limits: Limits | None = None,
-    ) -> tuple[MemoryDatagramTransport, P]:
+    ) -> tuple[MemoryDatagramTransport[T], P]:
         """An endpoint bound to ``local``, connected to ``remote``, or both.
 
-        As :func:`~aiosock.create_datagram_endpoint`: ``connection_made``
-        before this returns. Port 0 picks a free port. Connecting needs
-        nobody at ``remote``, as with UDP. Raises ``OSError`` (EADDRINUSE)
-        for an address in use and ``ValueError`` for an address the
-        network cannot have (see the class) or kinds that do not mix.
+        As :func:`~aiosock.create_datagram_endpoint`, typed as it is:
+        ``connection_made`` before this returns. Port 0 picks a free port.
+        Connecting needs nobody at ``remote``, as with UDP. Raises
+        ``OSError`` (EADDRINUSE) for an address in use and ``ValueError``
+        for an address the network cannot have (see the class) or kinds
+        that do not mix.
         """
         limits = limits or Limits()
         peer = _datagram_address(remote)
@@ -227,7 +228,7 @@ class MemoryNetwork:
 
     def _carry(
         self,
-        sender: MemoryDatagramTransport,
+        sender: MemoryDatagramTransport[Any],
         source: DatagramAddress,
         target: DatagramAddress,
         datagram: bytes,
@@ -242,7 +243,7 @@ class MemoryNetwork:
         del self._bound[address]
 
 
-class MemoryDatagramTransport(DatagramTransport):
+class MemoryDatagramTransport(DatagramTransport[T]):
     """One endpoint of a :class:`MemoryNetwork`.
 
     ``send`` hands the datagram to the network at once (nothing is ever
@@ -258,11 +259,11 @@ class MemoryDatagramTransport(DatagramTransport):
     def __init__(
         self,
         network: MemoryNetwork,
-        protocol: DatagramProtocol,
+        protocol: DatagramProtocol[T],
         *,
         local: DatagramAddress,
         peer: DatagramAddress | None,
-        codec: Codec | None,
+        codec: Codec[T] | None,
         limits: Limits,
         max_size: int,
     ) -> None:
@@ -283,10 +284,10 @@ class MemoryDatagramTransport(DatagramTransport):
 
     # -------------------------------------------------------- sending
 
-    def send(self, data: Buffer, address: str | Address | None = None) -> None:
+    def send(self, message: T, address: str | Address | None = None) -> None:
         if self._closing:
             raise ClosedResourceError("the endpoint was closed")
-        payload = encode_datagram(self._codec, data)
+        payload = encode_datagram(self._codec, message)
         # A copy, as a socket takes one: the caller may reuse its buffer.
         datagram = b"".join(payload) if isinstance(payload, list) else bytes(payload)
         if len(datagram) > self._max_send:
