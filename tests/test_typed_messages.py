@@ -29,6 +29,7 @@ from aiosock import (
     sync,
 )
 from aiosock.aio.datagram import SocketDatagramTransport
+from aiosock.core.datagrams import Received
 
 README = Path(__file__).parent.parent / "README.md"
 VALUES: list[Json] = [{"id": 1, "tags": ["a", "b"]}, [1, 2.5, None], "line\nbreak", 7]
@@ -338,3 +339,50 @@ async def test_the_datagram_callback_api_carries_values(
     for closing, peer in [(client_transport, client), (transport, server)]:
         closing.close()
         assert await asyncio.wait_for(peer.lost, 10) is None
+
+
+@pytest.mark.parametrize("kind", ["udp", "unixgram-abstract"])
+async def test_the_async_endpoint_carries_values(
+    kind: str, tmp_path: Path, abstract_name: str
+) -> None:
+    local = datagram_address(kind, tmp_path, abstract_name)
+    async with await aiosock.open_datagram(local, codec=JsonLines()) as server:
+        assert_type(server, aiosock.Endpoint[Received[Json], Json])
+        assert server.local_address is not None
+        async with await aiosock.connect_datagram(
+            server.local_address, codec=JsonLines()
+        ) as client:
+            assert_type(client, aiosock.Endpoint[Json, Json])
+            async with asyncio.timeout(10):
+                for value in VALUES:
+                    await client.send(value)
+                    got, sender = await server.receive()
+                    assert_type(got, Json)
+                    assert got == value
+                    await server.send({"echo": got}, sender)
+                    assert await client.receive() == {"echo": value}
+                raw = await aiosock.connect_datagram(server.local_address)
+                async with raw:
+                    await raw.send(b"not json\n")
+                    await raw.send(b'"after"\n')
+                    with pytest.raises(DatagramError, match="not JSON"):
+                        await server.receive()
+                    # async for skips what does not decode; the value after comes.
+                    async for got, _ in server:
+                        assert got == "after"
+                        break
+    assert server.stats.errors == 1
+
+
+async def _endpoint_typing_only() -> None:
+    """Never run: what mypy accepts and refuses of the async endpoints."""
+    bound = await aiosock.open_datagram("udp://127.0.0.1:0")
+    assert_type(bound, aiosock.Endpoint[Received, bytes])
+    assert_type(await bound.receive(), tuple[bytes, Address | None])
+    await bound.send({"not": "bytes"}, "udp://127.0.0.1:1")  # type: ignore[arg-type]
+    connected = await aiosock.connect_datagram("udp://127.0.0.1:1")
+    assert_type(connected, aiosock.Endpoint[bytes, bytes])
+    await connected.send({"not": "bytes"})  # type: ignore[arg-type]
+    values = await aiosock.connect_datagram("udp://127.0.0.1:1", codec=JsonLines())
+    assert_type(await values.receive(), Json)
+    await values.send(b"bytes are no JSON value")  # type: ignore[arg-type]

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic
+
+from typing_extensions import TypeVar
 
 from aiosock._datagram_sockets import adopt_fd, name_lookup, with_host
 from aiosock.aio._waiting import WaitingLine
@@ -24,7 +26,7 @@ from aiosock.aio.datagram import (
     resolve,
 )
 from aiosock.core.addresses import Address, FdAddress, UDPAddress, parse_address
-from aiosock.core.codecs import Buffer, Codec
+from aiosock.core.codecs import Codec
 from aiosock.core.datagrams import (
     DatagramQueue,
     DatagramStats,
@@ -45,10 +47,13 @@ __all__ = [
     "protocol_of",
 ]
 
-T = TypeVar("T")
+# What receive() returns: (message, address) when bound, message when
+# connected; and the codec's message type, what send() takes.
+R = TypeVar("R")
+M = TypeVar("M", default=bytes)
 
 
-class EndpointProtocol(DatagramProtocol):
+class EndpointProtocol(DatagramProtocol[M]):
     """The callbacks and the state behind one :class:`Endpoint` (internal).
 
     It queues datagrams (bounded, counted) for receivers, keeps what the
@@ -58,9 +63,9 @@ class EndpointProtocol(DatagramProtocol):
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        self._transport: DatagramTransport | None = None
+        self._transport: DatagramTransport[M] | None = None
         self.stats = DatagramStats()
-        self.queue: DatagramQueue[Received | DatagramError] = DatagramQueue(
+        self.queue: DatagramQueue[Received[M] | DatagramError] = DatagramQueue(
             limits.datagram_queue, limits.datagram_overflow, self.stats
         )
         self._loop = asyncio.get_running_loop()
@@ -77,13 +82,13 @@ class EndpointProtocol(DatagramProtocol):
 
     # ------------------------------------------------------ callbacks
 
-    def connection_made(self, transport: DatagramTransport) -> None:
+    def connection_made(self, transport: DatagramTransport[M]) -> None:
         self._transport = transport
         transport.stats = self.stats  # one set of counters for both layers
         self.connected = transport.connected
 
-    def datagram_received(self, data: bytes, address: Address | None) -> None:
-        self.queue.push((data, address))
+    def datagram_received(self, message: M, address: Address | None) -> None:
+        self.queue.push((message, address))
         self.receivers.wake_one()
 
     def error_received(self, exc: Exception) -> None:
@@ -116,7 +121,7 @@ class EndpointProtocol(DatagramProtocol):
     # ------------------------------------------- what the face calls
 
     @property
-    def transport(self) -> DatagramTransport:
+    def transport(self) -> DatagramTransport[M]:
         assert self._transport is not None, "not open"
         return self._transport
 
@@ -126,7 +131,7 @@ class EndpointProtocol(DatagramProtocol):
             self.pending_error = None
             raise error.with_traceback(None)
 
-    async def next_item(self) -> Received | DatagramError:
+    async def next_item(self) -> Received[M] | DatagramError:
         queue = self.queue
         if not queue or (self.pending_error is not None and self.connected):
             if self.limits.read_timeout is None:
@@ -169,7 +174,7 @@ async def park(line: WaitingLine) -> None:
         raise
 
 
-class Endpoint(Generic[T]):
+class Endpoint(Generic[R, M]):
     """A datagram endpoint with awaitable ``send`` and ``receive``.
 
     Made by :func:`open_datagram` (bound: ``receive()`` returns
@@ -190,10 +195,10 @@ class Endpoint(Generic[T]):
     __slots__ = ("_protocol",)
 
     # What an endpoint is made of: a class, so that a test can break it.
-    _protocol_class: ClassVar[type[EndpointProtocol]] = EndpointProtocol
+    _protocol_class: ClassVar[type[EndpointProtocol[Any]]] = EndpointProtocol
 
     def __init__(self, limits: Limits) -> None:
-        self._protocol = self._protocol_class(limits)
+        self._protocol: EndpointProtocol[M] = self._protocol_class(limits)
 
     @property
     def stats(self) -> DatagramStats:
@@ -203,7 +208,7 @@ class Endpoint(Generic[T]):
         return protocol.stats if transport is None else transport.stats
 
     @property
-    def transport(self) -> DatagramTransport:
+    def transport(self) -> DatagramTransport[M]:
         return self._protocol.transport
 
     @property
@@ -219,7 +224,7 @@ class Endpoint(Generic[T]):
     def max_datagram_size(self) -> int:
         return self._protocol.transport.max_datagram_size
 
-    async def send(self, data: Buffer, address: str | Address | None = None) -> None:
+    async def send(self, message: M, address: str | Address | None = None) -> None:
         """Send one datagram; wait while the send buffer is above high water.
 
         As :meth:`DatagramTransport.send`, and a host name in ``address`` is
@@ -238,7 +243,7 @@ class Endpoint(Generic[T]):
         transport = protocol.transport
         if address is not None and address not in protocol.literal:
             address = await self._resolve(address)
-        transport.send(data, address)
+        transport.send(message, address)
         if protocol.pending_error is not None:  # this datagram's, just reported
             protocol.raise_pending()
         while protocol.paused_writing:
@@ -265,7 +270,7 @@ class Endpoint(Generic[T]):
         assert isinstance(parsed, UDPAddress)
         return with_host(parsed, await resolve(name_lookup(parsed, family)))
 
-    async def receive(self) -> T:
+    async def receive(self) -> R:
         """The next datagram: ``(data, address)`` when bound, ``data`` when connected.
 
         Raises, and the endpoint stays usable: a :class:`DatagramError` for
@@ -282,10 +287,10 @@ class Endpoint(Generic[T]):
             raise item
         return item[0] if protocol.connected else item  # type: ignore[return-value]
 
-    def __aiter__(self) -> Endpoint[T]:
+    def __aiter__(self) -> Endpoint[R, M]:
         return self
 
-    async def __anext__(self) -> T:
+    async def __anext__(self) -> R:
         """The next good datagram, as :meth:`receive` returns it.
 
         The iteration skips datagrams that were cut or did not decode (they
@@ -339,7 +344,7 @@ class Endpoint(Generic[T]):
             protocol.state,
         )
 
-    async def __aenter__(self) -> Endpoint[T]:
+    async def __aenter__(self) -> Endpoint[R, M]:
         return self
 
     async def __aexit__(
@@ -351,7 +356,7 @@ class Endpoint(Generic[T]):
         await self.aclose()
 
 
-def protocol_of(endpoint: Endpoint[Any]) -> EndpointProtocol:
+def protocol_of(endpoint: Endpoint[Any, M]) -> EndpointProtocol[M]:
     """The protocol the transport calls back for ``endpoint`` (aiosock's own use)."""
     return endpoint._protocol
 
@@ -359,10 +364,10 @@ def protocol_of(endpoint: Endpoint[Any]) -> EndpointProtocol:
 async def open_datagram(
     local: str | Address,
     *,
-    codec: Codec | None = None,
+    codec: Codec[M] | None = None,
     limits: Limits | None = None,
     unix_mode: int | None = None,
-) -> Endpoint[Received]:
+) -> Endpoint[Received[M], M]:
     """A bound endpoint: ``receive()`` returns ``(data, address)``, ``send``
     takes an address. ``udp://:PORT`` takes datagrams of both IP families
     where the machine has IPv6; port 0 picks a free port (see
@@ -372,7 +377,7 @@ async def open_datagram(
     sock = None
     if isinstance(address, FdAddress):
         sock, address = adopt_fd(address, connected=False), None
-    endpoint = Endpoint[Received](limits)
+    endpoint: Endpoint[Received[M], M] = Endpoint(limits)
     await create_datagram_endpoint(
         lambda: protocol_of(endpoint),
         local=address,
@@ -388,9 +393,9 @@ async def connect_datagram(
     remote: str | Address,
     *,
     local: str | Address | None = None,
-    codec: Codec | None = None,
+    codec: Codec[M] | None = None,
     limits: Limits | None = None,
-) -> Endpoint[bytes]:
+) -> Endpoint[M, M]:
     """A connected endpoint: ``send(data)``, ``receive()`` returns ``data``,
     and only the peer's datagrams arrive; ``fd://N`` adopts a socket that is
     already connected. ICMP errors for what it sent
@@ -407,7 +412,7 @@ async def connect_datagram(
         if bind_to is not None:
             raise ValueError(f"{target} is adopted as it is: it takes no local address")
         sock, target = adopt_fd(target, connected=True), None
-    endpoint = Endpoint[bytes](limits)
+    endpoint: Endpoint[M, M] = Endpoint(limits)
     await create_datagram_endpoint(
         lambda: protocol_of(endpoint),
         local=bind_to,

@@ -91,12 +91,12 @@ class MemoryNetwork:
         self,
         local: str | Address,
         *,
-        codec: Codec | None = None,
+        codec: Codec[T] | None = None,
         limits: Limits | None = None,
-    ) -> Endpoint[Received]:
+    ) -> Endpoint[Received[T], T]:
         """A bound endpoint, as :func:`~aiosock.open_datagram` makes one."""
         limits = limits or Limits()
-        endpoint = Endpoint[Received](limits)
+        endpoint: Endpoint[Received[T], T] = Endpoint(limits)
         await self.create_endpoint(
             lambda: protocol_of(endpoint), local=local, codec=codec, limits=limits
         )
@@ -107,9 +107,9 @@ class MemoryNetwork:
         remote: str | Address,
         *,
         local: str | Address | None = None,
-        codec: Codec | None = None,
+        codec: Codec[T] | None = None,
         limits: Limits | None = None,
-    ) -> Endpoint[bytes]:
+    ) -> Endpoint[T, T]:
         """A connected endpoint, as :func:`~aiosock.connect_datagram` makes one.
 
         Without ``local`` it is bound to a free port of the remote's host
@@ -117,7 +117,7 @@ class MemoryNetwork:
         so that its peer can answer it.
         """
         limits = limits or Limits()
-        endpoint = Endpoint[bytes](limits)
+        endpoint: Endpoint[T, T] = Endpoint(limits)
         await self.create_endpoint(
             lambda: protocol_of(endpoint),
             local=local,
