@@ -64,7 +64,8 @@ class Connection(Protocol):
         if self._queued > self._read_high_water and not self._paused_reading:
             self._paused_reading = True
             self.transport.pause_reading()
-        self._receivers.wake_one()
+        if self._receivers:
+            self._receivers.wake_one()
 
     def eof_received(self) -> bool:
         self._eof = True
