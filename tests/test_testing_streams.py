@@ -281,8 +281,8 @@ class Blind(WaitingLine):
     __slots__ = ()
 
     def wake_one(self) -> None:
-        if self._waiters:
-            waiter = self._waiters.popleft()
+        if self:
+            waiter = self.popleft()
             with contextlib.suppress(asyncio.InvalidStateError):  # cancelled
                 waiter.set_result(None)
 

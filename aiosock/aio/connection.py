@@ -67,7 +67,8 @@ class ConnectionProtocol(Protocol[T]):
         if self.queued > self._read_high_water and not self._paused_reading:
             self._paused_reading = True
             self.transport.pause_reading()
-        self.receivers.wake_one()
+        if self.receivers:  # the deque's own test: no call when nobody waits
+            self.receivers.wake_one()
 
     def eof_received(self) -> bool:
         self._eof = True

@@ -89,7 +89,8 @@ class EndpointProtocol(DatagramProtocol[M]):
 
     def datagram_received(self, message: M, address: Address | None) -> None:
         self.queue.push((message, address))
-        self.receivers.wake_one()
+        if self.receivers:  # the deque's own test: no call when nobody waits
+            self.receivers.wake_one()
 
     def error_received(self, exc: Exception) -> None:
         if isinstance(exc, DatagramError):
