@@ -130,6 +130,7 @@ class Transport(Generic[T]):
         "_transport",
         "_write",
         "_writelines",
+        "batching",
     )
 
     def __init__(
@@ -152,6 +153,9 @@ class Transport(Generic[T]):
         self._gone = False  # connection_lost has run
         # Sends held back to leave in one write: see batch().
         self._batch: list[Buffer] | None = None
+        #: True between :meth:`batch` and :meth:`flush`; read it, do not set
+        #: it (an attribute, not a property: it is read on every send).
+        self.batching = False
         self._batch_size = 0
         self._batch_limit = transport.get_write_buffer_limits()[1]
         self._loop = asyncio.get_running_loop()
@@ -199,18 +203,15 @@ class Transport(Generic[T]):
         """
         if self._batch is None:
             self._batch = []
+            self.batching = True
             self._batch_size = 0
             self._loop.call_soon(self.flush)
-
-    @property
-    def batching(self) -> bool:
-        """True between :meth:`batch` and :meth:`flush`."""
-        return self._batch is not None
 
     def flush(self) -> None:
         """Write what :meth:`batch` held back, in one call; end the batch."""
         held = self._batch
         self._batch = None
+        self.batching = False
         if not held or self._transport.is_closing():
             return
         if len(held) == 1:
@@ -242,6 +243,7 @@ class Transport(Generic[T]):
     def abort(self) -> None:
         """Close now, dropping whatever is buffered; idempotent."""
         self._batch = None
+        self.batching = False
         self._closed_here()
         self._transport.abort()
 
