@@ -28,13 +28,13 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pytest
 
 import aiosock
 import aiosock.sync
+from aiosock.aio._closing import AsyncClosing
 from aiosock.core.addresses import Address, UDPAddress, UnixDatagramAddress
 from aiosock.core.codecs import LengthPrefixed, Lines, Raw
 from aiosock.core.datagrams import MAX_UDP4_PAYLOAD, MAX_UDP6_PAYLOAD, DatagramStats
@@ -57,7 +57,7 @@ TIMEOUT = 10.0
 # ------------------------------------------------------------- the drivers
 
 
-class Handle:
+class Handle(AsyncClosing):
     """One endpoint of either driver, as the tests use it."""
 
     def __init__(self, endpoint: Any) -> None:
@@ -101,17 +101,6 @@ class Handle:
 
     async def aclose(self) -> None:
         raise NotImplementedError
-
-    async def __aenter__(self) -> Handle:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 class AsyncHandle(Handle):

@@ -9,13 +9,9 @@ from aiosock.testing import turns_until
 
 
 async def wait(line: WaitingLine, woken: list[str], name: str) -> None:
-    """Wait in ``line`` as its users do; note ``name`` in ``woken`` when woken."""
-    waiter = line.park()
-    try:
-        await waiter
-    except asyncio.CancelledError:
-        line.leave(waiter)
-        raise
+    """Wait in ``line`` (park, await, leave if cancelled: the pattern
+    ``wait()`` is); note ``name`` in ``woken`` when woken."""
+    await line.wait()
     woken.append(name)
 
 

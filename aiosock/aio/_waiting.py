@@ -88,3 +88,16 @@ class WaitingLine(collections.deque[asyncio.Future[None]]):
         else:
             with contextlib.suppress(ValueError):  # dropped by a wake_one()
                 self.remove(waiter)
+
+    async def wait(self) -> None:
+        """Park, wait until woken, and leave the line if cancelled.
+
+        The pattern above as a coroutine, for callers to whom one more
+        coroutine per wait does not matter (the datagram ``Endpoint``).
+        """
+        waiter = self.park()
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            self.leave(waiter)
+            raise

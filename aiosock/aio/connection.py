@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from types import TracebackType
 from typing import Any, ClassVar, Generic
 
+from aiosock.aio._closing import AsyncClosing
 from aiosock.aio._waiting import WaitingLine
 from aiosock.aio.protocol import Protocol, Transport, describe
 from aiosock.core.addresses import Address
@@ -159,7 +159,7 @@ class ConnectionProtocol(Protocol[T]):
         return self._transport.state
 
 
-class Connection(Generic[T]):
+class Connection(AsyncClosing, Generic[T]):
     """One stream connection with awaitable ``send`` and ``receive``.
 
     ``T`` is the message type of its codec: ``Connection[bytes]`` for the
@@ -313,17 +313,6 @@ class Connection(Generic[T]):
         protocol = self._protocol
         protocol.closed = True
         protocol.transport.abort()
-
-    async def __aenter__(self) -> Connection[T]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def protocol_of(connection: Connection[T]) -> ConnectionProtocol[T]:

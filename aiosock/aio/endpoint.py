@@ -12,12 +12,12 @@ endpoint's public face.
 from __future__ import annotations
 
 import asyncio
-from types import TracebackType
 from typing import Any, ClassVar, Generic
 
 from typing_extensions import TypeVar
 
 from aiosock._datagram_sockets import adopt_fd, name_lookup, with_host
+from aiosock.aio._closing import AsyncClosing
 from aiosock.aio._waiting import WaitingLine
 from aiosock.aio.datagram import (
     DatagramProtocol,
@@ -152,7 +152,7 @@ class EndpointProtocol(DatagramProtocol[M]):
                 return
             if self.end is not None:
                 raise self.end.with_traceback(None)
-            await park(self.receivers)
+            await self.receivers.wait()
 
     @property
     def state(self) -> str:
@@ -164,18 +164,7 @@ class EndpointProtocol(DatagramProtocol[M]):
         return "open"
 
 
-async def park(line: WaitingLine) -> None:
-    """Wait in ``line`` until woken; a cancelled waiter leaves the line
-    and passes on a wake-up it got but could not use."""
-    waiter = line.park()
-    try:
-        await waiter
-    except asyncio.CancelledError:
-        line.leave(waiter)
-        raise
-
-
-class Endpoint(Generic[R, M]):
+class Endpoint(AsyncClosing, Generic[R, M]):
     """A datagram endpoint with awaitable ``send`` and ``receive``.
 
     Made by :func:`open_datagram` (bound: ``receive()`` returns
@@ -248,7 +237,7 @@ class Endpoint(Generic[R, M]):
         if protocol.pending_error is not None:  # this datagram's, just reported
             protocol.raise_pending()
         while protocol.paused_writing:
-            await park(protocol.senders)
+            await protocol.senders.wait()
             if protocol.end is not None:  # closed while waiting
                 raise protocol.end.with_traceback(None)
 
@@ -344,17 +333,6 @@ class Endpoint(Generic[R, M]):
             protocol.connected,
             protocol.state,
         )
-
-    async def __aenter__(self) -> Endpoint[R, M]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def protocol_of(endpoint: Endpoint[Any, M]) -> EndpointProtocol[M]:

@@ -18,9 +18,9 @@ import errno
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterable
-from types import TracebackType
 from typing import Any, overload
 
+from aiosock.aio._closing import AsyncClosing
 from aiosock.aio.connection import Connection, protocol_of
 from aiosock.aio.listeners import DEFAULT_BACKLOG, Listener, adopt, open_listeners
 from aiosock.aio.protocol import Protocol, StreamAdapter, adapter_for
@@ -122,7 +122,7 @@ _MOVES: dict[ServerState, frozenset[ServerState]] = {
 _LISTENING = frozenset({_S.SERVING, _S.PAUSED, _S.BACKING_OFF})
 
 
-class Server:
+class Server(AsyncClosing):
     """Listening sockets and the connections accepted on them.
 
     Made by :func:`serve` or :func:`create_server`, already accepting.
@@ -225,17 +225,6 @@ class Server:
                 self._closed.set_result(None)
         await asyncio.shield(self._closed)
         await asyncio.shield(self._main)
-
-    async def __aenter__(self) -> Server:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # ------------------------------------------------------------ the state
 
