@@ -6,6 +6,7 @@ Also running out of descriptors, in a child process whose limit is low.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -563,3 +564,46 @@ def test_accept_errors_of_a_connection_that_died_early_are_passed_over(
     from aiosock.aio.server import _DEAD_ON_ARRIVAL
 
     assert (getattr(errno, name) in _DEAD_ON_ARRIVAL) is goes_on
+
+
+async def test_max_connections_bounds_running_handlers_not_only_sockets() -> None:
+    # Clients that reset mid-request free their sockets at once; their
+    # handlers run on. A slot is free only when both are done.
+    release = asyncio.Event()
+    running = most = done = 0
+
+    async def slow(conn: Connection) -> None:
+        nonlocal running, most, done
+        running += 1
+        most = max(most, running)
+        try:
+            with contextlib.suppress(aiosock.BrokenResourceError):
+                await conn.receive()
+            await release.wait()  # slow work, after the client is gone
+        finally:
+            running -= 1
+            done += 1
+
+    limits = aiosock.Limits(max_connections=3)
+    loop = asyncio.get_running_loop()
+    async with await aiosock.serve(slow, "tcp://127.0.0.1:0", limits=limits) as server:
+        address = server.addresses[0]
+        assert isinstance(address, aiosock.TCPAddress)
+        clients = []
+        for _ in range(10):
+            sock = socket.socket()
+            sock.setblocking(False)
+            await loop.sock_connect(sock, (address.host, address.port))
+            await loop.sock_sendall(sock, b"request\n")
+            clients.append(sock)
+        assert await turns_until(lambda: running == 3)
+        for sock in clients:  # a reset: SO_LINGER on, timeout 0
+            sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            sock.close()
+        assert await turns_until(lambda: server.connections == 0)
+        assert not await turns_until(lambda: most > 3, 2_000)
+        release.set()
+        assert await turns_until(lambda: running == 0 and done >= 3)
+    assert most == 3

@@ -147,11 +147,14 @@ class Server(AsyncClosing):
         self._protocol_factory = protocol_factory
         self._handler = handler
         self._adapter = adapter_for(codec, limits, self._loop)
-        self._adapters: set[StreamAdapter[Any]] = set()
+        self._adapters: set[StreamAdapter[Any]] = set()  # connections open
+        # A slot of max_connections per connection, held by its socket and
+        # by its task (the handler): free only when both are done.
+        self._holds: dict[StreamAdapter[Any], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # one per connection
         self._backoff = _BACKOFF_FIRST
         self._retry: asyncio.TimerHandle | None = None  # while BACKING_OFF
-        self._idle = asyncio.Event()  # set while no connection is open
+        self._idle = asyncio.Event()  # set while no slot is held
         self._idle.set()
         # Resolved when accepting stops for good: by aclose(), or with the
         # error that broke a listener (FAILED).
@@ -274,7 +277,7 @@ class Server(AsyncClosing):
 
     def _full(self) -> bool:
         maximum = self._limits.max_connections
-        return maximum is not None and len(self._adapters) >= maximum
+        return maximum is not None and len(self._holds) >= maximum
 
     def _accept(self, listener: Listener) -> None:
         for _ in range(_ACCEPT_BATCH):
@@ -318,14 +321,26 @@ class Server(AsyncClosing):
         adapter = self._adapter(protocol, self._codec, self._limits)
         adapter.on_lost = self._untrack
         self._adapters.add(adapter)
+        self._holds[adapter] = 2
         self._idle.clear()
         task = self._group.create_task(self._serve_one(sock, adapter, connection))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._release(adapter))
 
     def _untrack(self, adapter: StreamAdapter[Any]) -> None:
-        self._adapters.discard(adapter)
-        if not self._adapters:
+        """The connection is gone (or never came): its socket's hold ends."""
+        if adapter in self._adapters:
+            self._adapters.discard(adapter)
+            self._release(adapter)
+
+    def _release(self, adapter: StreamAdapter[Any]) -> None:
+        """One of a connection's two holds on its slot ended."""
+        left = self._holds.pop(adapter) - 1
+        if left:
+            self._holds[adapter] = left
+            return
+        if not self._holds:
             self._idle.set()
         if self._state is _S.PAUSED and not self._full():
             self._move(_S.SERVING)

@@ -135,7 +135,9 @@ class Limits:
         default=DEFAULT_CLOSE_TIMEOUT, validator=[_NUMBER, _positive]
     )
     #: Connections a server holds at once; at the limit it stops accepting
-    #: until one closes. None accepts without bound.
+    #: until one is done: its socket closed and its handler returned (a
+    #: peer that resets does not free a slot while its handler still
+    #: runs). None accepts without bound.
     max_connections: int | None = attrs.field(
         default=None,
         validator=attrs.validators.optional([_INT, _positive]),
