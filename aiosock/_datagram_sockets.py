@@ -37,6 +37,7 @@ from aiosock.core.endpoint import (
     Resolver,
     meminfo_drops,
 )
+from aiosock.core.errors import naming
 from aiosock.core.limits import Limits
 
 __all__ = [
@@ -264,9 +265,20 @@ class DatagramSocketPlan:
     def open(self) -> tuple[socket.socket, Created | None]:
         """The socket, and the Unix socket file it made, if any.
 
-        Raises ``OSError`` (in use, no such file, refused) and leaves no
-        socket open and no file behind when it does.
+        Raises ``OSError`` (in use, no such file, refused), naming the
+        addresses, and leaves no socket open and no file behind when it does.
         """
+        try:
+            return self._open()
+        except OSError as exc:
+            local, remote = self._local, self._remote
+            if local is None or remote is None:
+                named: object = local or remote
+            else:
+                named = f"{local} -> {remote}"
+            raise naming(exc, named) from None
+
+    def _open(self) -> tuple[socket.socket, Created | None]:
         local, remote = self._local, self._remote
         if not self._udp:
             assert isinstance(local, UnixDatagramAddress | None)

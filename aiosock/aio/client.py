@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aiosock.aio.connection import Connection, protocol_of
-from aiosock.aio.protocol import Protocol, Transport, adapter_for
+from aiosock.aio.protocol import Protocol, StreamAdapter, Transport, adapter_for
 from aiosock.core.addresses import (
     Address,
     FdAddress,
@@ -17,6 +17,7 @@ from aiosock.core.addresses import (
     parse_address,
 )
 from aiosock.core.codecs import Codec, T, codec_or_raw
+from aiosock.core.errors import naming
 from aiosock.core.limits import Limits
 
 __all__ = ["connect", "create_connection"]
@@ -74,25 +75,38 @@ async def create_connection(
     loop = asyncio.get_running_loop()
     protocol = protocol_factory()
     adapter = adapter_for(codec, limits, loop)(protocol, codec, limits)
-    async with asyncio.timeout(timeout):
-        if isinstance(target, TCPAddress):
-            if not target.host or target.port == 0:
-                raise ValueError(
-                    f"cannot connect to {target}: it needs a host and a port"
-                )
-            await loop.create_connection(lambda: adapter, target.host, target.port)
-        elif isinstance(target, UnixAddress):
-            sock = await _connect_unix(target)
-            await loop.create_unix_connection(lambda: adapter, sock=sock)
-        elif isinstance(target, FdAddress):
-            sock = socket.socket(fileno=target.fd)
-            if sock.type != socket.SOCK_STREAM:
-                sock.detach()
-                raise ValueError(f"fd {target.fd} is not a stream socket")
-            await loop.create_connection(lambda: adapter, sock=sock)
-        else:
-            raise ValueError(f"{target} is a datagram address: use connect_datagram()")
+    try:
+        async with asyncio.timeout(timeout):
+            await _connect(loop, adapter, target)
+    except TimeoutError as exc:
+        if exc.errno is not None:  # the kernel's ETIMEDOUT
+            raise naming(exc, target) from None
+        raise TimeoutError(
+            f"connecting to {target} timed out after {timeout} s"
+        ) from None
+    except OSError as exc:
+        raise naming(exc, target) from None
     return adapter.transport, protocol
+
+
+async def _connect(
+    loop: asyncio.AbstractEventLoop, adapter: StreamAdapter[Any], target: Address
+) -> None:
+    if isinstance(target, TCPAddress):
+        if not target.host or target.port == 0:
+            raise ValueError(f"cannot connect to {target}: it needs a host and a port")
+        await loop.create_connection(lambda: adapter, target.host, target.port)
+    elif isinstance(target, UnixAddress):
+        sock = await _connect_unix(target)
+        await loop.create_unix_connection(lambda: adapter, sock=sock)
+    elif isinstance(target, FdAddress):
+        sock = socket.socket(fileno=target.fd)
+        if sock.type != socket.SOCK_STREAM:
+            sock.detach()
+            raise ValueError(f"fd {target.fd} is not a stream socket")
+        await loop.create_connection(lambda: adapter, sock=sock)
+    else:
+        raise ValueError(f"{target} is a datagram address: use connect_datagram()")
 
 
 async def _connect_unix(target: UnixAddress) -> socket.socket:

@@ -27,6 +27,7 @@ from aiosock.core.addresses import (
     UnixAddress,
     from_sockaddr,
 )
+from aiosock.core.errors import naming
 
 __all__ = [
     "DEFAULT_BACKLOG",
@@ -65,13 +66,17 @@ class Listener:
 async def open_listeners(
     address: Address, *, backlog: int, unix_mode: int | None = None
 ) -> list[Listener]:
-    """Bind and listen on ``address``; raise ``OSError`` or ``ValueError``."""
-    if isinstance(address, TCPAddress):
-        return await _tcp_listeners(address, backlog)
-    if isinstance(address, UnixAddress):
-        return [_unix_listener(address, backlog, unix_mode)]
-    if isinstance(address, FdAddress):
-        return [adopt(socket.socket(fileno=address.fd))]
+    """Bind and listen on ``address``; raise ``ValueError``, or the
+    ``OSError`` (its type and errno kept) naming ``address``."""
+    try:
+        if isinstance(address, TCPAddress):
+            return await _tcp_listeners(address, backlog)
+        if isinstance(address, UnixAddress):
+            return [_unix_listener(address, backlog, unix_mode)]
+        if isinstance(address, FdAddress):
+            return [adopt(socket.socket(fileno=address.fd))]
+    except OSError as exc:
+        raise naming(exc, address) from None
     raise ValueError(f"{address} is a datagram address: use open_datagram()")
 
 
@@ -125,9 +130,9 @@ def _bind_tcp(family: int, host: str, port: int, backlog: int) -> Listener:
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        raise OSError(
-            exc.errno, f"cannot listen on {host!r} port {port}: {exc.strerror}"
-        ) from exc
+        # The family's own address: tcp://:PORT binds several.
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise naming(exc, f"tcp://{where}") from None
     bound = from_sockaddr(sock.family, sock.type, sock.getsockname())
     assert bound is not None
     return Listener(sock=sock, address=bound)

@@ -174,3 +174,25 @@ def translate_os_error(
     if address is None:
         return BrokenResourceError(f"the connection broke: {reason}")
     return BrokenResourceError(f"the connection of {address} broke: {reason}")
+
+
+def naming(exc: OSError, address: object) -> OSError:
+    """``exc``, saying which ``address`` (or ``fd://N``) it concerns.
+
+    For raising when opening a socket failed (connect, bind, listen,
+    adopting a descriptor): the type and errno stay, so that ``except
+    ConnectionRefusedError`` and ``exc.errno`` work as before, and the
+    message ends with the address, as Python's own file errors end with
+    the file name. An ``OSError`` without an errno (a timeout, the
+    combined error of several addresses tried) is replaced by one of the
+    same type whose message names the address, chained from it.
+    """
+    if str(address) in str(exc):
+        return exc
+    if exc.errno is not None and exc.strerror is not None:
+        if exc.filename is None:
+            exc.filename = str(address)
+        return exc
+    named = type(exc)(f"{exc or type(exc).__name__} ({address})")
+    named.__cause__ = exc
+    return named

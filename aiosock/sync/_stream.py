@@ -25,6 +25,7 @@ from aiosock.core.errors import (
     ClosedResourceError,
     EndOfStream,
     RemoteProtocolError,
+    naming,
     translate_os_error,
 )
 from aiosock.core.limits import DEFAULT_MAX_FRAME_SIZE, Limits
@@ -60,15 +61,10 @@ def connect(
     if isinstance(address, UDPAddress | UnixDatagramAddress):
         raise ValueError(f"{address} is a datagram address; use a datagram endpoint")
     check_timeout(timeout)
-    if isinstance(address, TCPAddress):
-        sock = _open_tcp(address, timeout)
-    elif isinstance(address, UnixAddress):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        path = "\0" + address.path if address.abstract else address.path
-        _connect_or_close(sock, path, timeout)
-    else:
-        sock = socket.socket(fileno=address.fd)
-        sock.settimeout(timeout)
+    try:
+        sock = _open(address, timeout)
+    except OSError as exc:
+        raise naming(exc, address) from None
     try:
         return Connection(sock, codec=codec, limits=limits)
     except BaseException:
@@ -78,6 +74,21 @@ def connect(
         else:
             sock.close()
         raise
+
+
+def _open(
+    address: TCPAddress | UnixAddress | FdAddress, timeout: float | None
+) -> socket.socket:
+    if isinstance(address, TCPAddress):
+        return _open_tcp(address, timeout)
+    if isinstance(address, UnixAddress):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        path = "\0" + address.path if address.abstract else address.path
+        _connect_or_close(sock, path, timeout)
+        return sock
+    sock = socket.socket(fileno=address.fd)
+    sock.settimeout(timeout)
+    return sock
 
 
 def _open_tcp(address: TCPAddress, timeout: float | None) -> socket.socket:
