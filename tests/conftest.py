@@ -133,3 +133,54 @@ async def two_family_name(monkeypatch: pytest.MonkeyPatch) -> str:
 
     monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
     return name
+
+
+@pytest.fixture
+async def ipv4_only_name(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A host name with only an IPv4 loopback address, for both resolvers.
+
+    Answers as a real resolver does: asked for IPv6 it has nothing, unless
+    ``AI_V4MAPPED`` asks for the IPv4 address mapped into IPv6. Whether
+    this machine's ``localhost`` has an IPv6 address does not matter.
+    """
+    name = "ipv4-only.aiosock.test"
+
+    def answers(host: Any, port: Any, family: int, flags: int) -> list[Any] | None:
+        if host != name:
+            return None
+        if family in (0, socket.AF_INET):
+            return [(socket.AF_INET, socket.SOCK_DGRAM, 17, "", ("127.0.0.1", port))]
+        if family == socket.AF_INET6 and flags & socket.AI_V4MAPPED:
+            mapped = ("::ffff:127.0.0.1", port, 0, 0)
+            return [(socket.AF_INET6, socket.SOCK_DGRAM, 17, "", mapped)]
+        raise socket.gaierror(socket.EAI_ADDRFAMILY, "no address of that family")
+
+    blocking = socket.getaddrinfo
+
+    def getaddrinfo(
+        host: Any,
+        port: Any,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> list[Any]:
+        found = answers(host, port, family, flags)
+        if found is None:
+            return blocking(host, port, family, type, proto, flags)
+        return found
+
+    loop = asyncio.get_running_loop()
+    resolve = loop.getaddrinfo
+
+    async def loop_getaddrinfo(
+        host: Any, port: Any, *, family: int = 0, flags: int = 0, **options: Any
+    ) -> list[Any]:
+        found = answers(host, port, family, flags)
+        if found is None:
+            return await resolve(host, port, family=family, flags=flags, **options)
+        return found
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(loop, "getaddrinfo", loop_getaddrinfo)
+    return name

@@ -675,6 +675,13 @@ async def test_abort_closes_at_once() -> None:
     assert transport.stats.sent == 0
 
 
+def assert_closed_under_it(lost: Exception | None) -> None:
+    """The endpoint ended as one whose socket the program closed (EBADF)."""
+    assert isinstance(lost, ClosedResourceError)
+    assert isinstance(lost.__cause__, OSError)
+    assert lost.__cause__.errno == errno.EBADF
+
+
 async def test_a_socket_closed_under_the_endpoint_ends_it_at_the_next_send() -> None:
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     transport, protocol = await aiosock.create_datagram_endpoint(Recorder, sock=left)
@@ -688,9 +695,7 @@ async def test_a_socket_closed_under_the_endpoint_ends_it_at_the_next_send() -> 
         with pytest.raises(ClosedResourceError):
             transport.send(b"again")  # refused as closed: not tried again
         lost = await closed(protocol)
-    assert isinstance(lost, ClosedResourceError)
-    assert isinstance(lost.__cause__, OSError)
-    assert lost.__cause__.errno == errno.EBADF
+    assert_closed_under_it(lost)
     assert protocol.events == ["made", "lost"]
     assert transport.stats.errors == 1
 
@@ -710,9 +715,7 @@ async def test_a_socket_closed_under_a_reading_endpoint_ends_it() -> None:
             lost = await closed(protocol)
         finally:
             os.close(copy)
-    assert isinstance(lost, ClosedResourceError)
-    assert isinstance(lost.__cause__, OSError)
-    assert lost.__cause__.errno == errno.EBADF
+    assert_closed_under_it(lost)
     assert protocol.events == ["made", b"first", "lost"]
     assert transport.stats.received == 1
 
@@ -738,9 +741,7 @@ async def test_a_socket_closed_under_an_endpoint_with_datagrams_kept_ends_it() -
             lost = await closed(protocol)
         finally:
             os.close(copy)
-    assert isinstance(lost, ClosedResourceError)
-    assert isinstance(lost.__cause__, OSError)
-    assert lost.__cause__.errno == errno.EBADF
+    assert_closed_under_it(lost)
     stats = transport.stats
     # the first kept one failed; the one behind it was given up
     assert (stats.sent, stats.errors, stats.dropped) == (filled - 1, 1, 1)

@@ -356,18 +356,16 @@ async def test_a_host_name_is_resolved_by_send(driver: Driver) -> None:
 
 
 async def test_a_dual_stack_endpoint_sends_to_a_name_with_only_ipv4(
-    driver: Driver,
+    driver: Driver, ipv4_only_name: str
 ) -> None:
-    infos = socket.getaddrinfo("localhost", 9, type=socket.SOCK_DGRAM)
-    if any(info[0] == socket.AF_INET6 for info in infos):
-        pytest.skip("localhost has an IPv6 address on this machine")
+    ipv6_loopback()  # a dual-stack socket needs IPv6
     async with (
         await driver.open("udp://127.0.0.1:0") as server,
         await driver.open("udp://:0") as client,  # dual-stack
     ):
         _, port = udp_sockaddr(server)
         # Asked for IPv6 only, the resolver knows no address for it.
-        await client.send(b"mapped", f"udp://localhost:{port}")
+        await client.send(b"mapped", f"udp://{ipv4_only_name}:{port}")
         assert (await server.receive())[0] == b"mapped"
         with pytest.raises(ValueError, match="needs a host"):
             await client.send(b"x", "udp://:9")

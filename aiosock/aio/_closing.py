@@ -19,6 +19,8 @@ class AsyncClosing:
     __slots__ = ()
 
     async def aclose(self) -> None:
+        """Close; every class that mixes this in defines it (an abstract
+        method: there is no ``aclose`` common to all of them to put here)."""
         raise NotImplementedError
 
     async def __aenter__(self) -> Self:
