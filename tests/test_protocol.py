@@ -371,8 +371,10 @@ async def test_idle_connections_are_closed_with_a_timeout_error() -> None:
     )
     with right:
         error = await client.lost
-    assert isinstance(error, TimeoutError)
-    assert str(error) == "no traffic for 0.05 s"
+    assert isinstance(error, aiosock.DeadlineExceeded)
+    assert isinstance(error, TimeoutError)  # what code before deadlines caught
+    assert error.deadline == "idle"
+    assert str(error) == "idle deadline of 0.05 s: no bytes either way"
 
 
 async def test_a_connection_that_never_speaks_gets_one_idle_timeout() -> None:

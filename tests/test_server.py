@@ -168,13 +168,13 @@ async def test_a_failing_handler_is_logged_and_disturbs_no_one(
     async with await aiosock.serve(picky, "tcp://127.0.0.1:0", codec=Lines()) as server:
         address = server.addresses[0]
         async with await aiosock.connect(address, codec=Lines()) as victim:
-            with caplog.at_level(logging.ERROR, logger="aiosock"):
+            with caplog.at_level(logging.ERROR, logger="aiosock.connection"):
                 await victim.send(b"boom")
                 with pytest.raises(aiosock.EndOfStream):
                     await victim.receive()
         assert await round_trip(address, b"fine") == b"fine"
         assert server.is_serving()
-    [record] = [r for r in caplog.records if r.name == "aiosock"]
+    [record] = [r for r in caplog.records if r.name == "aiosock.connection"]
     assert "handler failed" in record.getMessage()
     assert "127.0.0.1" in record.getMessage()
     assert record.exc_info is not None
@@ -233,25 +233,32 @@ async def test_max_connections_holds_back_the_next_one() -> None:
         await second.aclose()
 
 
-async def test_shutdown_lets_handlers_finish_within_the_grace_period() -> None:
-    started, outcome = asyncio.Event(), []
+async def test_shutdown_lets_a_busy_handler_finish_within_the_grace_period() -> None:
+    started, go_on = asyncio.Event(), asyncio.Event()
+    outcome: list[object] = []
 
-    async def polite(connection: Connection) -> None:
-        started.set()
+    async def busy(connection: Connection[bytes]) -> None:
         outcome.append(await connection.receive())
+        started.set()
+        await go_on.wait()  # at work when the server begins to close
+        outcome.append(connection.shutting_down)
+        await connection.send(b"done")
 
-    server = await aiosock.serve(polite, "tcp://127.0.0.1:0")
-    async with await aiosock.connect(server.addresses[0]) as client:
+    server = await aiosock.serve(busy, "tcp://127.0.0.1:0", codec=aiosock.Lines())
+    address = server.addresses[0]
+    async with await aiosock.connect(address, codec=aiosock.Lines()) as client:
+        await client.send(b"work")
         await started.wait()
         closing = asyncio.create_task(server.aclose(grace=30))
         await asyncio.sleep(0)  # one turn: aclose() has begun
         assert not server.is_serving()
         with pytest.raises(ConnectionRefusedError):  # accepting stopped at once
-            await aiosock.connect(server.addresses[0], timeout=5)
+            await aiosock.connect(address, timeout=5)
         assert not closing.done()  # waiting for the handler
-        await client.send(b"last words")
+        go_on.set()
+        assert await client.receive() == b"done"
         await closing
-    assert outcome == [b"last words"]
+    assert outcome == [b"work", True]
     assert server.connections == 0
 
 

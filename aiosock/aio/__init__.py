@@ -10,7 +10,13 @@ from aiosock.aio.datagram import (
 from aiosock.aio.endpoint import Endpoint, connect_datagram, open_datagram
 from aiosock.aio.loops import loop_factory, run
 from aiosock.aio.protocol import Protocol, Transport
-from aiosock.aio.server import Server, ServerState, create_server, serve
+from aiosock.aio.server import (
+    Server,
+    ServerState,
+    ServerStats,
+    create_server,
+    serve,
+)
 
 __all__ = [
     "Connection",
@@ -20,6 +26,7 @@ __all__ = [
     "Protocol",
     "Server",
     "ServerState",
+    "ServerStats",
     "Transport",
     "connect",
     "connect_datagram",

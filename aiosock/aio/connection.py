@@ -86,6 +86,15 @@ class ConnectionProtocol(Protocol[T]):
         self.receivers.wake_all()
         return True
 
+    def shutdown_requested(self) -> bool:
+        # The stream ends after what is queued: an idle handler's receive()
+        # or async for ends now, a busy one finishes its work first. The
+        # handler returning closes the connection.
+        self._eof = True
+        self._resume_reading_at = -1  # the socket is not read again
+        self.receivers.wake_all()
+        return True
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self._end is None:
             self._end = exc
@@ -202,6 +211,17 @@ class Connection(AsyncClosing, Generic[T]):
     def peer_address(self) -> Address | None:
         """None for an unnamed Unix peer (a client that never bound)."""
         return self._protocol.transport.peer_address
+
+    @property
+    def shutting_down(self) -> bool:
+        """Whether the server that accepted this connection began to close.
+
+        From then on the socket is not read: :meth:`receive` returns what
+        had arrived, then raises :class:`EndOfStream` (``async for``
+        ends). Finish the work in hand and return; what is left when the
+        server's grace period ends is cancelled.
+        """
+        return self._protocol.transport.shutting_down
 
     async def send(self, message: T) -> None:
         """Send one message; wait while the write buffer is above high water.

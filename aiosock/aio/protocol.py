@@ -13,12 +13,17 @@ peer will send no more; return True to keep sending, anything else closes
 the connection) and ``framing_error`` (the peer broke the framing, after
 the messages before the fault; no more arrive; return True to keep
 sending, say an error reply, then close; anything else closes the
-connection); then ``connection_lost`` once, with None for a clean
-close, the :class:`RemoteProtocolError` when the peer broke the framing, a
-:class:`BrokenResourceError` (its ``__cause__`` the ``OSError``) when the
-network broke it, :class:`TimeoutError` after ``idle_timeout``, or the
-exception a callback raised (which the loop's exception handler is given
-too).
+connection); ``shutdown_requested`` at most once, when the server that
+accepted the connection begins to close; then ``connection_lost`` once,
+with None for a clean close, the :class:`RemoteProtocolError` when the
+peer broke the framing, a :class:`BrokenResourceError` (its ``__cause__``
+the ``OSError``) when the network broke it, a :class:`DeadlineExceeded`
+when a deadline of :class:`Limits` aborted it, or the exception a
+callback raised (which the loop's exception handler is given too).
+
+Deadlines (``limits.idle_timeout``, ``frame_timeout``, ``send_timeout``)
+are kept here, below both APIs, and abort the connection: a graceful
+close would wait for a peer that may never read.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from aiosock.core.addresses import Address, from_sockaddr
 from aiosock.core.codecs import Buffer, Codec, Raw, T
 from aiosock.core.errors import (
     ClosedResourceError,
+    DeadlineExceeded,
     RemoteProtocolError,
     translate_os_error,
 )
@@ -76,6 +82,18 @@ class Protocol(Generic[T]):
         """
         return None
 
+    def shutdown_requested(self) -> bool | None:
+        """The server is closing: finish, then close; no more messages come.
+
+        The socket is no longer read (a message partly read is dropped),
+        and ``transport.shutting_down`` is True from now on. Return True to
+        keep the connection open while you finish (a last reply), then
+        close the transport yourself; anything else closes it now, after
+        the bytes already sent. What is still open when the server's grace
+        period ends is aborted.
+        """
+        return None
+
     def connection_lost(self, exc: Exception | None) -> None:
         """The connection is closed; ``exc`` says why (None: cleanly)."""
 
@@ -84,19 +102,6 @@ class Protocol(Generic[T]):
 
     def resume_writing(self) -> None:
         """The write buffer drained to low water: sending is welcome again."""
-
-
-class Traffic:
-    """Whether a connection saw traffic since the idle timer last looked.
-
-    Reads and sends set ``seen``; the timer reads and clears it. A flag is
-    cheaper on those paths than reading the clock.
-    """
-
-    __slots__ = ("seen",)
-
-    def __init__(self) -> None:
-        self.seen = False
 
 
 class Transport(Generic[T]):
@@ -110,7 +115,8 @@ class Transport(Generic[T]):
 
     The transport owns the batching of writes: between :meth:`batch` and
     :meth:`flush` (or the end of the loop turn) sends are held and leave
-    in one system call.
+    in one system call. ``messages_out`` and ``bytes_out`` count what was
+    sent (encoded bytes, handed to the transport).
     """
 
     __slots__ = (
@@ -126,22 +132,23 @@ class Transport(Generic[T]):
         "_loop",
         "_on_close",
         "_peer",
-        "_traffic",
+        "_reading_paused",
         "_transport",
         "_write",
         "_writelines",
         "batching",
+        "bytes_out",
+        "messages_out",
+        "shutting_down",
     )
 
     def __init__(
         self,
         transport: asyncio.Transport,
         codec: Codec[T],
-        traffic: Traffic,
-        on_close: Callable[[], None],
+        on_close: Callable[[bool], None],
     ):
         self._transport = transport
-        self._traffic = traffic
         self._on_close = on_close  # the adapter delivers nothing after close
         self._encode = codec.encode
         self._write = transport.write
@@ -150,6 +157,7 @@ class Transport(Generic[T]):
         self._error: Exception | None = None
         self._eof_sent = False
         self._closed_locally = False
+        self._reading_paused = False  # by pause_reading(), not by asyncio
         self._gone = False  # connection_lost has run
         # Sends held back to leave in one write: see batch().
         self._batch: list[Buffer] | None = None
@@ -158,6 +166,14 @@ class Transport(Generic[T]):
         self.batching = False
         self._batch_size = 0
         self._batch_limit = transport.get_write_buffer_limits()[1]
+        # Counted per send, here, rather than per system call (which
+        # asyncio makes): an increment is the cheapest place to count, and
+        # the idle deadline reads the same counters.
+        self.messages_out = 0
+        self.bytes_out = 0
+        #: True once the server that accepted this connection began to
+        #: close (:meth:`Protocol.shutdown_requested` was called).
+        self.shutting_down = False
         self._loop = asyncio.get_running_loop()
         self._local = self._address("sockname")
         self._peer = self._address("peername")
@@ -171,20 +187,24 @@ class Transport(Generic[T]):
         if self._error is not None:
             raise self._error
         data = self._encode(message)
-        self._traffic.seen = True
+        self.messages_out += 1
         held = self._batch
         if held is None:
             if isinstance(data, bytes):
+                self.bytes_out += len(data)
                 self._write(data)
             else:
+                self.bytes_out += sum(map(len, data))
                 self._writelines(data)
             return
         if isinstance(data, bytes):
+            size = len(data)
             held.append(data)
-            self._batch_size += len(data)
         else:
+            size = sum(map(len, data))
             held += data
-            self._batch_size += sum(map(len, data))
+        self.bytes_out += size
+        self._batch_size += size
         if self._batch_size > self._batch_limit:
             self.flush()  # let the transport's flow control see it
 
@@ -235,31 +255,41 @@ class Transport(Generic[T]):
             self._transport.write_eof()
 
     def close(self) -> None:
-        """Close after the buffered bytes are sent; idempotent."""
+        """Close after the buffered bytes are sent; idempotent.
+
+        Waits at most ``limits.close_timeout`` for the peer to take them,
+        then aborts.
+        """
         self.flush()
-        self._closed_here()
+        self._closed_here(aborted=False)
         self._transport.close()
 
     def abort(self) -> None:
         """Close now, dropping whatever is buffered; idempotent."""
         self._batch = None
         self.batching = False
-        self._closed_here()
+        self._closed_here(aborted=True)
         self._transport.abort()
 
-    def _closed_here(self) -> None:
+    def _closed_here(self, *, aborted: bool) -> None:
         self._closed_locally = True
         self._error = ClosedResourceError("the connection was closed")
-        self._on_close()
+        self._on_close(aborted)
 
     def is_closing(self) -> bool:
         return self._transport.is_closing()
 
     def pause_reading(self) -> None:
-        """Stop reading the socket; messages already decoded still arrive."""
+        """Stop reading the socket; messages already decoded still arrive.
+
+        No deadline runs out while reading is paused here: the wait is
+        this side's, not the peer's.
+        """
+        self._reading_paused = True
         self._transport.pause_reading()
 
     def resume_reading(self) -> None:
+        self._reading_paused = False
         self._transport.resume_reading()
 
     def is_reading(self) -> bool:
@@ -330,7 +360,8 @@ class StreamAdapter(asyncio.Protocol, Generic[T]):
     This plain ``asyncio.Protocol`` is the adapter on uvloop, which reads
     into one buffer of its own and hands over bytes of the right size;
     :class:`BufferedStreamAdapter` is the one on asyncio's loop (see
-    :func:`adapter_for` for why).
+    :func:`adapter_for` for why). It keeps the connection's deadlines and
+    counts what arrives (``messages_in``, ``bytes_in``, per read).
     """
 
     __slots__ = (
@@ -340,12 +371,19 @@ class StreamAdapter(asyncio.Protocol, Generic[T]):
         "_deliver",
         "_failure",
         "_feed",
-        "_idle",
+        "_frame_started",
+        "_frame_timeout",
+        "_idle_mark",
         "_limits",
+        "_loop",
         "_protocol",
         "_raw",
-        "_traffic",
+        "_send_mark",
+        "_stopping",
+        "_timers",
         "_transport",
+        "bytes_in",
+        "messages_in",
         "on_lost",
     )
 
@@ -355,6 +393,7 @@ class StreamAdapter(asyncio.Protocol, Generic[T]):
         self._protocol = protocol
         self._codec = codec
         self._limits = limits
+        self._loop: asyncio.AbstractEventLoop  # known once connected
         self._decoder = codec.decoder()
         self._feed = self._decoder.feed
         self._deliver = protocol.message_received
@@ -362,8 +401,15 @@ class StreamAdapter(asyncio.Protocol, Generic[T]):
         self._raw: asyncio.Transport | None = None
         self._failure: Exception | None = None
         self._closing = False
-        self._traffic = Traffic()
-        self._idle: asyncio.TimerHandle | None = None
+        self._stopping = False  # shutdown() came before connection_made()
+        self.messages_in = 0
+        self.bytes_in = 0
+        # The deadline timers that are armed, by deadline.
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._idle_mark: tuple[int, int, int] = (0, 0, 0)
+        self._frame_timeout = limits.frame_timeout
+        self._frame_started: float | None = None  # when the partial frame began
+        self._send_mark = 0
         # Told when the connection is gone: a server's bookkeeping.
         self.on_lost: Callable[[StreamAdapter[Any]], None] | None = None
 
@@ -372,32 +418,47 @@ class StreamAdapter(asyncio.Protocol, Generic[T]):
         assert self._transport is not None, "not connected yet"
         return self._transport
 
+    @property
+    def failure(self) -> Exception | None:
+        """Why the connection ended on this side: a framing fault or a deadline."""
+        return self._failure
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not derive from asyncio.Transport.
         self._raw = raw = cast(asyncio.Transport, transport)
+        self._loop = asyncio.get_running_loop()
         limits = self._limits
         raw.set_write_buffer_limits(limits.write_high_water, limits.write_low_water)
         sock = raw.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._transport = self._transport_class(
-            raw, self._codec, self._traffic, self._closed_by_protocol
+            raw, self._codec, self._closed_by_protocol
         )
         if limits.idle_timeout is not None:
-            self._arm_idle_timer()
+            self._arm("idle", limits.idle_timeout, self._check_idle)
         self._protocol.connection_made(self._transport)
+        if self._stopping and not self._closing:
+            self._stopping = False
+            self.shutdown()
 
     def _received(self, data: Buffer) -> None:
-        self._traffic.seen = True
+        self.bytes_in += len(data)
         try:
             messages = self._feed(data)
         except RemoteProtocolError as exc:
             self._fail(exc)
             return
-        if len(messages) == 1:
+        count = len(messages)
+        self.messages_in += count
+        if self._frame_timeout is not None and (
+            self._frame_started is not None or self._decoder.buffered
+        ):
+            self._watch_frame(count)
+        if count == 1:
             self._deliver(messages[0])
             return
-        if not messages:  # a partial frame: nothing to do, nothing scheduled
+        if not count:  # a partial frame: nothing to do, nothing scheduled
             return
         deliver = self._deliver
         transport = self.transport
@@ -410,16 +471,20 @@ class StreamAdapter(asyncio.Protocol, Generic[T]):
         finally:
             transport.flush()
 
-    def _closed_by_protocol(self) -> None:
+    def _closed_by_protocol(self, aborted: bool) -> None:
         # The protocol closed or aborted its transport: like asyncio, the
-        # adapter delivers nothing more to it.
+        # adapter delivers nothing more to it. A close is bounded: asyncio's
+        # would wait for ever on a peer that does not read.
         self._closing = True
+        if not aborted and self._raw is not None and "close" not in self._timers:
+            self._arm("close", self._limits.close_timeout, self._raw.abort)
 
     data_received = _received
 
     def eof_received(self) -> bool | None:
         if self._failure is not None:  # the framing broke before: reported
             return True
+        self._frame_started = None  # no more bytes: the decoder decides below
         try:
             self._decoder.eof()
         except RemoteProtocolError as exc:
@@ -432,8 +497,9 @@ class StreamAdapter(asyncio.Protocol, Generic[T]):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
-        if self._idle is not None:
-            self._idle.cancel()
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         if self._failure is not None:
             error: Exception | None = self._failure
         elif isinstance(exc, OSError):
@@ -450,9 +516,16 @@ class StreamAdapter(asyncio.Protocol, Generic[T]):
                 self.on_lost(self)
 
     def pause_writing(self) -> None:
+        timeout = self._limits.send_timeout
+        if timeout is not None and self._raw is not None:
+            self._send_mark = self._raw.get_write_buffer_size()
+            self._arm("send", timeout, self._check_send)
         self._protocol.pause_writing()
 
     def resume_writing(self) -> None:
+        timer = self._timers.pop("send", None)
+        if timer is not None:
+            timer.cancel()
         self._protocol.resume_writing()
 
     def abort(self) -> None:
@@ -460,42 +533,124 @@ class StreamAdapter(asyncio.Protocol, Generic[T]):
         if self._transport is not None:
             self._transport.abort()
 
-    def _fail(self, exc: Exception) -> None:
-        """The peer broke the framing, or went idle: close after what was valid.
+    def shutdown(self) -> None:
+        """The server is closing: stop reading, tell the protocol. Idempotent.
 
-        After a framing fault the protocol may keep the connection open to
-        send (see :meth:`Protocol.framing_error`); reading stops either way,
-        since the decoder takes no more.
+        Before the connection is made, it is done as soon as it is.
+        """
+        transport = self._transport
+        if transport is None:
+            self._stopping = True
+            return
+        if transport.shutting_down or self._closing:
+            return
+        transport.shutting_down = True
+        self._frame_started = None  # what is left of a frame will not come
+        assert self._raw is not None
+        self._raw.pause_reading()
+        if not self._protocol.shutdown_requested() and not self._closing:
+            transport.close()
+
+    def _fail(self, exc: RemoteProtocolError) -> None:
+        """The peer broke the framing: close after what was valid.
+
+        The protocol may keep the connection open to send (see
+        :meth:`Protocol.framing_error`); reading stops either way, since
+        the decoder takes no more.
         """
         self._failure = exc
-        if isinstance(exc, RemoteProtocolError):
-            messages, exc.messages = exc.messages, []  # delivered, not kept twice
-            for message in messages:
-                self._deliver(message)
-            if self._protocol.framing_error(exc) and not self._closing:
-                assert self._raw is not None  # a fault needs bytes read
-                self._raw.pause_reading()
-                self._feed = _refuse  # what was read past the fault is dropped
-                return
+        self._frame_started = None
+        messages, exc.messages = exc.messages, []  # delivered, not kept twice
+        self.messages_in += len(messages)
+        for message in messages:
+            self._deliver(message)
+        if self._protocol.framing_error(exc) and not self._closing:
+            assert self._raw is not None  # a fault needs bytes read
+            self._raw.pause_reading()
+            self._feed = _refuse  # what was read past the fault is dropped
+            return
         self._closing = True
         if self._raw is not None:
             self._raw.close()
 
-    def _arm_idle_timer(self) -> None:
-        timeout = self._limits.idle_timeout
-        assert timeout is not None
-        loop = asyncio.get_running_loop()
-        self._idle = loop.call_later(timeout, self._check_idle)
+    # ------------------------------------------------------------ deadlines
+    #
+    # One timer per deadline at most, armed rarely: the idle timer checks
+    # counters that reads and sends keep anyway, the frame timer is armed
+    # when a frame is left partial and re-armed only if a newer one began,
+    # and the send timer runs only while the write buffer is above high
+    # water. A deadline that runs out aborts: see _expire().
+
+    def _arm(self, deadline: str, delay: float, check: Callable[[], None]) -> None:
+        self._timers[deadline] = self._loop.call_later(delay, check)
+
+    def _paused_here(self) -> bool:
+        # Reading paused by the protocol: our side is behind (a reader over
+        # read_high_water), not the peer; no deadline runs on that.
+        return self._transport is not None and self._transport._reading_paused
+
+    def _expire(self, deadline: str, seconds: float, why: str) -> None:
+        """Abort: a graceful close would wait on the peer that let it run out."""
+        self._failure = DeadlineExceeded(deadline, seconds, why)
+        self._closing = True
+        assert self._raw is not None
+        self._raw.abort()
 
     def _check_idle(self) -> None:
-        if self._closing:
+        timeout = self._limits.idle_timeout
+        assert timeout is not None
+        assert self._raw is not None
+        if self._closing:  # closing is bounded by close_timeout instead
             return
-        if self._traffic.seen:
-            self._traffic.seen = False
-            self._arm_idle_timer()
+        transport = self.transport
+        # Anything read, sent or drained since the last look is traffic.
+        mark = (
+            self.bytes_in,
+            transport.messages_out,
+            self._raw.get_write_buffer_size(),
+        )
+        if mark != self._idle_mark or self._paused_here():
+            self._idle_mark = mark
+            self._arm("idle", timeout, self._check_idle)
             return
         # Between idle_timeout and twice that of silence, both ways.
-        self._fail(TimeoutError(f"no traffic for {self._limits.idle_timeout} s"))
+        self._expire("idle", timeout, "no bytes either way")
+
+    def _watch_frame(self, completed: int) -> None:
+        """After a read: start the frame clock if a new frame was left partial."""
+        if not self._decoder.buffered:
+            self._frame_started = None  # the timer, if armed, finds nothing
+            return
+        if completed or self._frame_started is None:  # a frame began here
+            self._frame_started = self._loop.time()
+            if "frame" not in self._timers:
+                timeout = self._frame_timeout
+                assert timeout is not None
+                self._arm("frame", timeout, self._check_frame)
+
+    def _check_frame(self) -> None:
+        del self._timers["frame"]
+        started, timeout = self._frame_started, self._frame_timeout
+        if started is None or timeout is None or self._closing:
+            return
+        if self._paused_here():
+            self._frame_started = started = self._loop.time()
+        left = started + timeout - self._loop.time()
+        if left > 0:  # a newer frame began since the timer was armed
+            self._arm("frame", left, self._check_frame)
+            return
+        self._expire("frame", timeout, "a message begun was not completed")
+
+    def _check_send(self) -> None:
+        timeout = self._limits.send_timeout
+        assert timeout is not None
+        assert self._raw is not None
+        size = self._raw.get_write_buffer_size()
+        if size < self._send_mark:  # the peer took some: it has another T
+            self._send_mark = size
+            self._arm("send", timeout, self._check_send)
+            return
+        self._expire("send", timeout, "the peer took none of the bytes waiting")
 
 
 class BufferedStreamAdapter(StreamAdapter[T], asyncio.BufferedProtocol):
@@ -532,7 +687,8 @@ class _PassThroughTransport(Transport[bytes]):
 
     def send(self, message: bytes) -> None:
         if self._error is None and self._batch is None and type(message) is bytes:
-            self._traffic.seen = True
+            self.messages_out += 1
+            self.bytes_out += len(message)
             self._write(message)
         else:
             Transport.send(self, message)
@@ -550,7 +706,8 @@ class PassThroughAdapter(StreamAdapter[bytes]):
     _transport_class = _PassThroughTransport
 
     def data_received(self, data: Buffer) -> None:
-        self._traffic.seen = True
+        self.messages_in += 1
+        self.bytes_in += len(data)
         self._deliver(cast(bytes, data))  # a loop hands a plain Protocol bytes
 
 
@@ -561,7 +718,8 @@ class BufferedPassThroughAdapter(BufferedStreamAdapter[bytes]):
     _transport_class = _PassThroughTransport
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._traffic.seen = True
+        self.messages_in += 1
+        self.bytes_in += nbytes
         self._deliver(self._view[:nbytes].tobytes())
 
 

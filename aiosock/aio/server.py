@@ -3,8 +3,10 @@
 A :class:`Server` listens on one or more addresses at once and owns every
 connection it accepts: handler tasks live in its TaskGroup; a handler that
 raises is logged with its peer's address and disturbs nobody else.
-Shutdown has a fixed order: stop accepting, let connections finish for up
-to ``grace`` seconds, then cancel the handlers and abort what is left.
+Shutdown has a fixed order: stop accepting, tell every connection (the
+socket is no longer read, so an idle handler's stream ends at once and a
+busy one finishes its work), let them finish for up to ``grace`` seconds,
+then cancel the handlers and abort what is left.
 At ``limits.max_connections`` it stops accepting until one closes; when the
 process runs out of descriptors (EMFILE) it backs off instead of spinning.
 """
@@ -12,6 +14,7 @@ process runs out of descriptors (EMFILE) it backs off instead of spinning.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
 import errno
@@ -20,13 +23,19 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, overload
 
+import attrs
+
 from aiosock.aio._closing import AsyncClosing
 from aiosock.aio.connection import Connection, protocol_of
 from aiosock.aio.listeners import DEFAULT_BACKLOG, Listener, adopt, open_listeners
 from aiosock.aio.protocol import Protocol, StreamAdapter, adapter_for
 from aiosock.core.addresses import Address, parse_address
 from aiosock.core.codecs import Codec, T, codec_or_raw
-from aiosock.core.errors import BrokenResourceError, RemoteProtocolError
+from aiosock.core.errors import (
+    BrokenResourceError,
+    DeadlineExceeded,
+    RemoteProtocolError,
+)
 from aiosock.core.limits import Limits
 
 __all__ = [
@@ -34,11 +43,15 @@ __all__ = [
     "Handler",
     "Server",
     "ServerState",
+    "ServerStats",
     "create_server",
     "serve",
 ]
 
-logger = logging.getLogger("aiosock")
+# What the server does (accepting, shutting down), and what happens to one
+# connection (a deadline, a peer breaking the protocol, a handler failing).
+logger = logging.getLogger("aiosock.server")
+connection_logger = logging.getLogger("aiosock.connection")
 
 #: What :func:`serve` runs per connection; ``Handler[MyMessage]`` for a
 #: codec of ``MyMessage``.
@@ -122,6 +135,36 @@ _MOVES: dict[ServerState, frozenset[ServerState]] = {
 _LISTENING = frozenset({_S.SERVING, _S.PAUSED, _S.BACKING_OFF})
 
 
+@attrs.frozen(kw_only=True)
+class ServerStats:
+    """What a server has done since it started: a snapshot, ``server.stats``.
+
+    Messages and bytes count what the codec framed and what was handed to
+    the transport, of the connections open now and of those gone.
+    """
+
+    #: Connections open now.
+    connections: int = 0
+    #: Connections accepted in total.
+    accepted: int = 0
+    #: Connections aborted by each deadline of :class:`Limits`.
+    closed_idle: int = 0
+    closed_frame: int = 0
+    closed_send: int = 0
+    #: Times accepting paused at ``limits.max_connections``.
+    paused_at_limit: int = 0
+    #: Times accepting backed off, out of descriptors or memory.
+    accept_backoffs: int = 0
+    #: Peers that broke the protocol (an oversize frame, garbage).
+    protocol_errors: int = 0
+    #: Handlers that raised (a bug in the handler, logged with traceback).
+    handler_errors: int = 0
+    messages_in: int = 0
+    messages_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
 class Server(AsyncClosing):
     """Listening sockets and the connections accepted on them.
 
@@ -152,6 +195,9 @@ class Server(AsyncClosing):
         # by its task (the handler): free only when both are done.
         self._holds: dict[StreamAdapter[Any], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # one per connection
+        # ServerStats' fields, but connections and the traffic of the open
+        # ones, which stats adds up when it is read.
+        self._counts: collections.Counter[str] = collections.Counter()
         self._backoff = _BACKOFF_FIRST
         self._retry: asyncio.TimerHandle | None = None  # while BACKING_OFF
         self._idle = asyncio.Event()  # set while no slot is held
@@ -180,6 +226,14 @@ class Server(AsyncClosing):
         """How many connections are open now."""
         return len(self._adapters)
 
+    @property
+    def stats(self) -> ServerStats:
+        """A snapshot of what the server has done (see :class:`ServerStats`)."""
+        counts = self._counts.copy()
+        for adapter in self._adapters:
+            _add_traffic(counts, adapter)
+        return ServerStats(connections=len(self._adapters), **counts)
+
     def is_serving(self) -> bool:
         """Whether the listening sockets are open (until aclose() or a failure)."""
         return self._state in _LISTENING
@@ -203,12 +257,17 @@ class Server(AsyncClosing):
             raise
 
     async def aclose(self, grace: float = DEFAULT_GRACE) -> None:
-        """Stop accepting, let connections finish for ``grace`` s, then abort them.
+        """Stop accepting, tell the connections, then abort them after ``grace`` s.
 
         Accepting stops before the first await: a client connecting after
-        ``aclose()`` was called is refused. Idempotent: a later call waits
-        for the first to finish. If cancelled, it skips the rest of the
-        grace period and aborts at once. Also closes a FAILED server.
+        ``aclose()`` was called is refused. Then every connection stops
+        being read and is told: a handler's stream ends after the messages
+        already received (:attr:`Connection.shutting_down` is True), a
+        protocol's :meth:`~Protocol.shutdown_requested` is called. What is
+        still running after ``grace`` seconds is cancelled and aborted.
+        Idempotent: a later call waits for the first to finish. If
+        cancelled, it skips the rest of the grace period and aborts at
+        once. Also closes a FAILED server.
         """
         if self._state not in (_S.CLOSING, _S.CLOSED):
             if self._state is _S.FAILED:
@@ -216,16 +275,29 @@ class Server(AsyncClosing):
                 # whoever waits there. Closing must not log it once more.
                 self._stopped.exception()
             self._move(_S.CLOSING)
+            started = self._loop.time()
+            logger.info(
+                "%s: shutting down, %d connections open", self, len(self._adapters)
+            )
+            for adapter in list(self._adapters):
+                self._tell(adapter)
             try:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(grace):
                         await self._idle.wait()
             finally:
+                left = len(self._tasks)
                 for task in self._tasks:
                     task.cancel()
                 for adapter in list(self._adapters):
                     adapter.abort()
                 self._closed.set_result(None)
+                logger.info(
+                    "%s closed in %.3f s; %d connections cut at the grace period",
+                    ", ".join(map(str, self.addresses)),
+                    self._loop.time() - started,
+                    left,
+                )
         await asyncio.shield(self._closed)
         await asyncio.shield(self._main)
 
@@ -241,6 +313,10 @@ class Server(AsyncClosing):
         if new not in _MOVES[old]:
             raise RuntimeError(f"a server cannot go from {old.value} to {new.value}")
         self._state = new
+        if new is _S.BACKING_OFF:
+            self._counts["accept_backoffs"] += 1
+        elif new is _S.PAUSED and old is not _S.PAUSED and self._full():
+            self._counts["paused_at_limit"] += 1
         if old is _S.SERVING:
             for listener in self._listeners:
                 self._loop.remove_reader(listener.sock.fileno())
@@ -320,19 +396,50 @@ class Server(AsyncClosing):
             protocol = protocol_of(connection)
         adapter = self._adapter(protocol, self._codec, self._limits)
         adapter.on_lost = self._untrack
+        self._counts["accepted"] += 1
         self._adapters.add(adapter)
         self._holds[adapter] = 2
         self._idle.clear()
+        if self._state is _S.CLOSING:  # accepted in the batch that closed it
+            self._tell(adapter)
         task = self._group.create_task(self._serve_one(sock, adapter, connection))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda _: self._release(adapter))
 
+    def _tell(self, adapter: StreamAdapter[Any]) -> None:
+        """Tell one connection the server is shutting down."""
+        try:
+            adapter.shutdown()
+        except Exception:  # a protocol's shutdown_requested() raised
+            connection_logger.exception(
+                "shutdown_requested() failed for %s; aborting it", adapter.transport
+            )
+            adapter.abort()
+
     def _untrack(self, adapter: StreamAdapter[Any]) -> None:
-        """The connection is gone (or never came): its socket's hold ends."""
-        if adapter in self._adapters:
-            self._adapters.discard(adapter)
-            self._release(adapter)
+        """The connection is gone (or never came): its socket's hold ends.
+
+        What it carried joins the totals, and why it ended, if that was a
+        deadline or the peer's fault, is counted and logged here, once.
+        """
+        if adapter not in self._adapters:
+            return
+        self._adapters.discard(adapter)
+        counts = self._counts
+        _add_traffic(counts, adapter)
+        failure = adapter.failure
+        if isinstance(failure, DeadlineExceeded):
+            counts[f"closed_{failure.deadline}"] += 1
+            connection_logger.debug(
+                "connection from %s aborted: %s", _peer(adapter), failure
+            )
+        elif isinstance(failure, RemoteProtocolError):
+            counts["protocol_errors"] += 1
+            connection_logger.warning(
+                "connection from %s broke the protocol: %s", _peer(adapter), failure
+            )
+        self._release(adapter)
 
     def _release(self, adapter: StreamAdapter[Any]) -> None:
         """One of a connection's two holds on its slot ended."""
@@ -366,30 +473,60 @@ class Server(AsyncClosing):
             return
         if self._handler is not None:
             assert connection is not None
-            await self._run_handler(self._handler, connection)
+            await self._run_handler(self._handler, connection, adapter)
 
-    @staticmethod
-    async def _run_handler(handler: Handler[Any], connection: Connection[Any]) -> None:
+    async def _run_handler(
+        self,
+        handler: Handler[Any],
+        connection: Connection[Any],
+        adapter: StreamAdapter[Any],
+    ) -> None:
         """Run one handler; nothing but cancellation may escape into the group.
 
         A peer that vanished is routine (debug); a peer that broke the
         protocol is its fault (warning, one line); anything else is a bug
-        in the handler (error, with the traceback).
+        in the handler (error, with the traceback). A framing fault or a
+        deadline the handler lets out was logged where it happened
+        (:meth:`_untrack`), and is not logged twice.
         """
         peer = connection.peer_address
         try:
             await handler(connection)
         except BrokenResourceError as exc:
-            logger.debug("connection from %s broke: %s", peer, exc)
+            if exc is not adapter.failure:
+                connection_logger.debug("connection from %s broke: %s", peer, exc)
         except RemoteProtocolError as exc:
-            logger.warning("connection from %s closed: %s", peer, exc)
+            if exc is not adapter.failure:  # the handler's own verdict
+                self._counts["protocol_errors"] += 1
+                connection_logger.warning(
+                    "connection from %s broke the protocol: %s", peer, exc
+                )
         except Exception:
-            logger.exception("handler failed for the connection from %s", peer)
+            self._counts["handler_errors"] += 1
+            connection_logger.exception(
+                "handler failed for the connection from %s", peer
+            )
         finally:
             try:
                 await connection.aclose()
             except Exception:  # aclose() raising would take the server down
-                logger.exception("closing the connection from %s failed", peer)
+                connection_logger.exception(
+                    "closing the connection from %s failed", peer
+                )
+
+
+def _add_traffic(counts: collections.Counter[str], adapter: StreamAdapter[Any]) -> None:
+    counts["messages_in"] += adapter.messages_in
+    counts["bytes_in"] += adapter.bytes_in
+    transport = adapter._transport
+    if transport is not None:
+        counts["messages_out"] += transport.messages_out
+        counts["bytes_out"] += transport.bytes_out
+
+
+def _peer(adapter: StreamAdapter[Any]) -> object:
+    transport = adapter._transport
+    return None if transport is None else transport.peer_address
 
 
 @overload

@@ -28,6 +28,7 @@ __all__ = [
     "DatagramError",
     "DatagramTooLarge",
     "DatagramTruncated",
+    "DeadlineExceeded",
     "EndOfStream",
     "FrameTooLarge",
     "IncompleteFrame",
@@ -96,6 +97,21 @@ class ClosedResourceError(AiosockError):
 
 class BrokenResourceError(AiosockError):
     """The peer or the network broke the resource; the cause is chained."""
+
+
+class DeadlineExceeded(BrokenResourceError, TimeoutError):
+    """A deadline of :class:`~aiosock.Limits` ran out: the connection was aborted.
+
+    ``deadline`` names which (``"idle"``, ``"frame"`` or ``"send"``) and
+    ``seconds`` how long it was. Aborted, not closed: a peer that stopped
+    reading would otherwise hold the connection while closing waits for it.
+    Also a ``TimeoutError``, so ``except TimeoutError`` keeps working.
+    """
+
+    def __init__(self, deadline: str, seconds: float, why: str) -> None:
+        super().__init__(f"{deadline} deadline of {seconds:g} s: {why}")
+        self.deadline = deadline
+        self.seconds = seconds
 
 
 class LoopUnavailable(AiosockError, RuntimeError):

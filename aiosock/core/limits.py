@@ -16,11 +16,14 @@ import attrs
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
     "DEFAULT_DATAGRAM_QUEUE",
+    "DEFAULT_FRAME_TIMEOUT",
     "DEFAULT_HIGH_WATER",
+    "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_LOW_WATER",
     "DEFAULT_MAX_FRAME_SIZE",
     "DEFAULT_READ_HIGH_WATER",
     "DEFAULT_READ_SIZE",
+    "DEFAULT_SEND_TIMEOUT",
     "Limits",
     "OverflowPolicy",
 ]
@@ -48,6 +51,23 @@ DEFAULT_READ_HIGH_WATER = 256 * 1024
 # before it aborts; between nginx's lingering_timeout (5 s) and
 # lingering_time (30 s) for the same job.
 DEFAULT_CLOSE_TIMEOUT = 10.0
+
+# None: a connection may be idle for ever by default, because long-lived
+# quiet connections are normal (a Redis client's pool, a subscriber:
+# Redis's own "timeout" defaults to 0, no limit). A server that cannot
+# afford them sets one.
+DEFAULT_IDLE_TIMEOUT: float | None = None
+
+# 60 s: a message begun must be complete within this, so that a peer
+# sending a byte now and then (slowloris) cannot hold a connection that
+# the idle deadline never sees idle; nginx's client_header_timeout and
+# client_body_timeout are 60 s for the same job. At the default 1 MiB
+# max_frame_size a peer must send at least 17 KiB/s.
+DEFAULT_FRAME_TIMEOUT: float | None = 60.0
+
+# 60 s: how long a peer may take none of our bytes while a sender waits
+# (the write buffer above high water); nginx's send_timeout is 60 s.
+DEFAULT_SEND_TIMEOUT: float | None = 60.0
 
 # 1024 datagrams: about what a 2 MiB socket receive buffer (a common
 # net.core.rmem_max) holds of 2 KiB datagrams; a reader that falls further
@@ -121,9 +141,22 @@ class Limits:
         default=DEFAULT_LOW_WATER, validator=[_INT, _non_negative]
     )
     #: Seconds a connection may pass with no traffic either way before it
-    #: is closed; None never closes it.
+    #: is aborted (:class:`DeadlineExceeded`, ``deadline="idle"``), checked
+    #: so that it fires between once and twice this; None never.
     idle_timeout: float | None = attrs.field(
-        default=None, validator=[_NUMBER_OR_NONE, _positive_or_none]
+        default=DEFAULT_IDLE_TIMEOUT, validator=[_NUMBER_OR_NONE, _positive_or_none]
+    )
+    #: Seconds in which a message begun must be complete (the decoder
+    #: holds part of one) before the connection is aborted
+    #: (``deadline="frame"``); None never.
+    frame_timeout: float | None = attrs.field(
+        default=DEFAULT_FRAME_TIMEOUT, validator=[_NUMBER_OR_NONE, _positive_or_none]
+    )
+    #: Seconds the peer may take none of our bytes while the write buffer
+    #: is above high water (senders wait) before the connection is aborted
+    #: (``deadline="send"``); None never.
+    send_timeout: float | None = attrs.field(
+        default=DEFAULT_SEND_TIMEOUT, validator=[_NUMBER_OR_NONE, _positive_or_none]
     )
     #: Seconds one receive may wait for a message; None waits for ever.
     read_timeout: float | None = attrs.field(
