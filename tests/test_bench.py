@@ -297,3 +297,22 @@ def test_replot_redraws_a_finished_run(tmp_path: Path) -> None:
     run.replot([str(tmp_path)])
     assert "| asyncio/protocol | 100 |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.timeout(120)
+def test_lifecycle_measures_shutdown_and_every_deadline() -> None:
+    argv = [sys.executable, "-m", "benchmarks.lifecycle", "--repeat", "1"]
+    argv += ["--connections", "5", "--deadline", "0.05"]
+    out = subprocess.run(
+        argv, capture_output=True, text=True, timeout=100, cwd=ROOT, check=True
+    )
+    assert out.stderr == ""
+    lines = out.stdout.splitlines()
+    loops = run.loops_available()
+    assert len([line for line in lines if line.endswith(" ms")]) == 2 * len(loops)
+    deadlines = [line.split() for line in lines if line.endswith(" s")]
+    assert [(d[0], d[1]) for d in deadlines] == [
+        (loop, which) for loop in loops for which in ("idle", "frame", "send")
+    ]
+    for *_, seconds, _ in deadlines:
+        assert float(seconds) >= 0.05  # no deadline cuts before its time

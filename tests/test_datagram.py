@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import random
 import socket
@@ -720,7 +721,9 @@ async def test_a_socket_closed_under_a_reading_endpoint_ends_it() -> None:
     assert transport.stats.received == 1
 
 
-async def test_a_socket_closed_under_an_endpoint_with_datagrams_kept_ends_it() -> None:
+async def test_a_socket_closed_under_an_endpoint_with_datagrams_kept_ends_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     right.setblocking(False)
     transport, protocol = await aiosock.create_datagram_endpoint(Recorder, sock=left)
@@ -742,6 +745,9 @@ async def test_a_socket_closed_under_an_endpoint_with_datagrams_kept_ends_it() -
         finally:
             os.close(copy)
     assert_closed_under_it(lost)
+    [record] = caplog.records  # one line, at warning, naming the endpoint
+    assert (record.name, record.levelno) == ("aiosock.datagram", logging.WARNING)
+    assert record.getMessage().startswith("datagram endpoint <")
     stats = transport.stats
     # the first kept one failed; the one behind it was given up
     assert (stats.sent, stats.errors, stats.dropped) == (filled - 1, 1, 1)

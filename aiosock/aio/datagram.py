@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import socket
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -72,6 +73,11 @@ _AGAIN = (BlockingIOError, InterruptedError)
 
 P = TypeVar("P", bound="DatagramProtocol[Any]")
 Sockaddr = Any  # what the socket module takes and returns: a tuple or a str
+
+# One line per endpoint that ends on an error; a datagram that is lost or
+# does not decode is counted in stats, not logged (a flood would flood the
+# log too).
+logger = logging.getLogger("aiosock.datagram")
 
 
 class DatagramProtocol(Generic[T]):
@@ -429,6 +435,7 @@ class SocketDatagramTransport(EndpointAddresses[T], DatagramTransport[T]):
 
     def _fatal(self, error: ClosedResourceError, exc: OSError) -> None:
         """End the endpoint: its descriptor is gone (closed under it)."""
+        logger.warning("datagram endpoint %s ended: %s (%s)", self, error, exc)
         error.__cause__ = exc
         self._closing = True
         self._error = error
