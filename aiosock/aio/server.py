@@ -276,8 +276,9 @@ class Server(AsyncClosing):
                 self._stopped.exception()
             self._move(_S.CLOSING)
             started = self._loop.time()
+            where = ", ".join(map(str, self.addresses))
             logger.info(
-                "%s: shutting down, %d connections open", self, len(self._adapters)
+                "%s: shutting down, %d connections open", where, len(self._adapters)
             )
             for adapter in list(self._adapters):
                 self._tell(adapter)
@@ -293,8 +294,8 @@ class Server(AsyncClosing):
                     adapter.abort()
                 self._closed.set_result(None)
                 logger.info(
-                    "%s closed in %.3f s; %d connections cut at the grace period",
-                    ", ".join(map(str, self.addresses)),
+                    "%s: closed in %.3f s; %d connections cut at the grace period",
+                    where,
                     self._loop.time() - started,
                     left,
                 )
