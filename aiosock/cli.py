@@ -1,13 +1,15 @@
 """The command line: ``python -m aiosock serve echo ADDRESS...``.
 
 Serves echo on every address until SIGINT or SIGTERM, then shuts down
-gracefully (stop accepting, let connections finish, then abort). Stream
-addresses (tcp, unix) and datagram addresses (udp, unixgram) mix freely:
-a datagram goes back to its sender as it came, one frame of the codec per
-datagram; one that does not decode is dropped (and counted). Prints
+gracefully (stop accepting, let connections finish for --grace seconds,
+then abort); a second signal aborts at once. Stream addresses (tcp, unix)
+and datagram addresses (udp, unixgram) mix freely: a datagram goes back
+to its sender as it came, one frame of the codec per datagram; one that
+does not decode is dropped (and counted). Prints
 ``loop: NAME`` (the event loop it runs on: asyncio or uvloop), then
 ``listening on ADDRESS`` for each bound address once it is ready (port 0
-resolved), so that a script can wait for that line.
+resolved), so that a script can wait for that line, and ``shutting down``
+when the first signal comes. Logs go to stderr, from --log-level up.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import math
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -129,21 +131,24 @@ class _DatagramEcho:
 async def serve_echo(
     addresses: Sequence[Address], *, codec: Codec, api: str, grace: float
 ) -> None:
+    """Serve echo on ``addresses`` until cancelled, then close them all.
+
+    The stream server gets ``grace`` seconds to let its connections finish;
+    cancelled again meanwhile, it aborts them at once.
+    """
     streams = [a for a in addresses if not isinstance(a, DATAGRAM_ADDRESSES)]
     datagrams = [a for a in addresses if isinstance(a, DATAGRAM_ADDRESSES)]
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     async with contextlib.AsyncExitStack() as stack:
         bound: list[Address] = []
-        server: Server | None = None
         if streams:
+            server: Server
             if api == "protocol":
                 server = await create_server(EchoProtocol, *streams, codec=codec)
             else:
                 server = await serve(echo, *streams, codec=codec)
-            await stack.enter_async_context(server)
+            # Closed last, with our grace rather than the default one.
+            stack.push_async_callback(server.aclose, grace)
             bound += server.addresses
         for address in datagrams:
             echo_endpoint = _DatagramEcho()
@@ -155,13 +160,17 @@ async def serve_echo(
         print(f"loop: {'uvloop' if is_uvloop(loop) else 'asyncio'}", flush=True)
         for name in bound:
             print(f"listening on {name}", flush=True)
-        await stop.wait()
-        print("shutting down", flush=True)
-        if server is not None:
-            await server.aclose(grace)
+        try:
+            await loop.create_future()  # run() cancels it on a signal
+        except asyncio.CancelledError:
+            print("shutting down", flush=True)
+            raise
 
 
 DATAGRAM_ADDRESSES = (UDPAddress, UnixDatagramAddress)
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -181,6 +190,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=_seconds,
         default=DEFAULT_GRACE,
         help="seconds to finish on exit",
+    )
+    echo_cmd.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="warning",
+        help="log this and worse to stderr",
     )
     return parser.parse_args(argv)
 
@@ -204,8 +219,10 @@ def _address(text: str) -> Address:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     loop: LoopName = args.loop
     try:
+        # None when a signal stopped it: that is how it is meant to stop.
         run(
             serve_echo(
                 args.addresses, codec=CODECS[args.codec], api=args.api, grace=args.grace

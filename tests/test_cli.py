@@ -6,11 +6,13 @@ import contextlib
 import errno
 import itertools
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -221,6 +223,7 @@ def test_sigterm_also_stops_it() -> None:
         (["tcp://127.0.0.1:0", "--grace", "-1"], "'-1' is not a number of seconds"),
         (["tcp://127.0.0.1:0", "--grace", "nan"], "'nan' is not a number of seconds"),
         (["tcp://127.0.0.1:0", "--grace", "soon"], "'soon' is not a number"),
+        (["tcp://127.0.0.1:0", "--log-level", "nonsense"], "invalid choice"),
     ],
 )
 def test_bad_arguments_are_refused_in_one_line(args: list[str], message: str) -> None:
@@ -300,3 +303,77 @@ def test_a_long_grace_is_not_waited_for_by_idle_connections(api: str) -> None:
             assert client.recv(100) == b""
         process.communicate(timeout=DEFAULT_GRACE / 2)
     assert process.returncode == 0
+
+
+# How long a server whose clients sit idle may take to exit after a signal,
+# given a grace of 30 s: its handlers hear of the shutdown at once, so the
+# grace is not what it waits for.
+EXIT_WITHIN = 10.0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"]
+)
+def test_a_signal_ends_it_with_clients_mid_conversation(
+    loop: str,
+    signum: signal.Signals,
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
+) -> None:
+    path = tmp_path / "echo.sock"
+    argv = ("tcp://127.0.0.1:0", f"unix://{path}", "--codec", "lines")
+    with (
+        echo_server(*argv, "--loop", loop, "--grace", "30") as (process, addresses, _),
+        contextlib.ExitStack() as stack,
+    ):
+        clients = [stack.enter_context(plain_client(a)) for a in addresses * 10]
+        for number, client in enumerate(clients):
+            client.sendall(b"line %d\n" % number)
+            assert read_line(client) == b"line %d\n" % number
+            if number % 4 >= 2:  # half of them in the middle of the next message
+                client.sendall(b"half a li")
+        signalled = time.monotonic()
+        process.send_signal(signum)
+        try:
+            out, err = process.communicate(timeout=EXIT_WITHIN)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running {EXIT_WITHIN} s after {signum.name}")
+        elapsed = time.monotonic() - signalled
+        for client in clients:
+            with contextlib.suppress(ConnectionResetError):  # a reset ends it too
+                assert client.recv(100) == b""
+    record_property("signal_to_exit_s", round(elapsed, 3))
+    print(f"{signum.name} to exit: {elapsed:.3f} s")
+    assert process.returncode == 0, err
+    assert "shutting down" in out
+    assert "Traceback" not in err
+    assert not path.exists()
+
+
+_LOG_LINE = (
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+) (?P<name>[\w.]+): .*"
+)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("level", [None, "info", "debug"])
+def test_logs_go_to_stderr_from_the_level_asked_for(level: str | None) -> None:
+    argv = ["tcp://127.0.0.1:0", "--loop", "asyncio"]
+    if level is not None:
+        argv += ["--log-level", level]
+    with echo_server(*argv) as (process, _, _):
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    lines = [re.fullmatch(_LOG_LINE, line) for line in err.splitlines()]
+    assert all(lines), err  # every line in the format
+    logged = {(m["level"], m["name"]) for m in lines if m is not None}
+    if level is None:  # warning: a clean shutdown says nothing
+        assert not logged
+        return
+    assert ("INFO", "aiosock.run") in logged
+    assert "INFO aiosock.run: SIGTERM: shutting down gracefully" in err
+    # asyncio names its selector at debug level.
+    assert (("DEBUG", "asyncio") in logged) == (level == "debug")
