@@ -142,7 +142,9 @@ def measure(loop: LoopName, repeat: int, make: Callable[[], Awaitable[float]]) -
     async def main() -> float:
         return await make()
 
-    return statistics.median(aiosock.run(main(), loop=loop) for _ in range(repeat))
+    return statistics.median(
+        aiosock.run(main(), loop=loop, handle_signals=False) for _ in range(repeat)
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
