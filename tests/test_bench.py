@@ -6,6 +6,7 @@ flowed, that the outputs were written and that no process was left behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from typing import Any
 import attrs
 import pytest
 
-from benchmarks import micro, procs, report, run
+from benchmarks import emfile, micro, procs, report, run
 from benchmarks.report import C_ROW
 from benchmarks.servers import SERVERS
 
@@ -316,3 +317,60 @@ def test_lifecycle_measures_shutdown_and_every_deadline() -> None:
     ]
     for *_, seconds, _ in deadlines:
         assert float(seconds) >= 0.05  # no deadline cuts before its time
+
+
+def test_emfile_tables_medians_and_shares_of_rounds() -> None:
+    def one(lines: int, recovered: float | None) -> emfile.Round:
+        return emfile.Round(
+            lines=lines,
+            records=lines // 2,
+            window=2.0,
+            survived=True,
+            dropped=0,
+            recovered=recovered,
+        )
+
+    rounds = {("asyncio", "asyncio"): [one(100, 1.0), one(300, None), one(200, 3.0)]}
+    cells = [cell.strip() for cell in emfile.table(rounds).splitlines()[-1].split("|")]
+    # lines, lines/s, records, survived, closed, recovered: medians and shares
+    assert cells[3:9] == ["200", "100.0", "100", "yes", "0", "2/3 (median 2.00 s)"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--window", "0"], ["--connections", "0"], ["--limit", "8"], ["--repeat", "0"]],
+)
+def test_emfile_refuses_bad_bounds(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        emfile.parse(argv)
+
+
+def emfile_children() -> set[int]:
+    """PIDs of the servers benchmarks.emfile starts, alive on this machine."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                cmdline = (entry / "cmdline").read_bytes()
+                if b"benchmarks.emfile" in cmdline and b"--child" in cmdline:
+                    found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.timeout(120)
+def test_emfile_floods_every_row_and_leaves_no_server_behind() -> None:
+    before = emfile_children()
+    argv = [sys.executable, "-m", "benchmarks.emfile", "--repeat", "1"]
+    argv += ["--window", "0.5", "--connections", "100"]
+    out = subprocess.run(
+        argv, capture_output=True, text=True, timeout=100, cwd=ROOT, check=True
+    )
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| ")]
+    names = [tuple(cell.strip() for cell in row.split("|")[1:3]) for row in rows[1:]]
+    expected = [(s, loop) for s in emfile.SERVERS for loop in run.loops_available()]
+    assert names == expected, out.stdout
+    for row in rows[1:]:
+        assert row.split("|")[6].strip() == "yes", row  # survived
+        if row.startswith("| aiosock"):
+            assert row.split("|")[8].strip().startswith("yes"), row  # recovered
+    assert emfile_children() <= before

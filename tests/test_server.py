@@ -406,6 +406,7 @@ def serve_out_of_descriptors(loop: LoopName) -> None:
                 os.close(fd)
             while await commands.get():
                 pass
+            print(f"accept_backoffs {server.stats.accept_backoffs}", flush=True)
 
     aiosock.run(main(), loop=loop)
 
@@ -427,6 +428,15 @@ def _take_every_descriptor() -> list[int]:
             break
     assert taken, "no descriptor was free to take"
     return taken
+
+
+def _most_back_offs(seconds: float) -> int:
+    """How many back-offs fit in ``seconds`` if each delay doubles from 10 ms."""
+    count, delay, total = 0, 0.01, 0.01
+    while total <= seconds:
+        count, delay = count + 1, min(2 * delay, 1.0)
+        total += delay
+    return count
 
 
 async def test_out_of_descriptors_it_backs_off_longer_each_time_then_serves() -> None:
@@ -451,18 +461,23 @@ async def test_out_of_descriptors_it_backs_off_longer_each_time_then_serves() ->
             # Connected by the kernel; the child cannot accept it yet.
             client = await aiosock.connect(ready.split()[-1], codec=Lines())
             await client.send(b"ping")
-            delays = []
-            for _ in range(4):
-                line = (await child.stderr.readline()).decode()
-                retrying = re.search(r"Too many open files.*retrying in (\S+) s", line)
-                assert retrying, f"not a back-off: {line!r}"
-                delays.append(float(retrying[1]))
-            assert delays == sorted(set(delays)), f"the delay did not grow: {delays}"
+            first = (await child.stderr.readline()).decode()
+            assert re.search(r"failed \(.*Too many open files\); backing off", first)
+            # Then a line a second, with the count: few, as the delay grows.
+            line = (await child.stderr.readline()).decode()
+            more = re.search(r"(\d+) more failures? .* in the last (\S+) s", line)
+            assert more, f"not a back-off: {line!r}"
+            failures, seconds = int(more[1]), float(more[2])
+            assert seconds >= 1.0
+            assert failures <= _most_back_offs(seconds + 0.1), line
             child.stdin.write(b"give them back\n")
             await child.stdin.drain()
             assert await client.receive() == b"ping"  # accepted and served
             await client.aclose()
             child.stdin.close()
+            counted = (await child.stdout.readline()).decode().split()
+            assert counted[0] == "accept_backoffs"
+            assert int(counted[1]) >= 1 + failures  # the first, then those told
             assert await child.wait() == 0
     finally:
         if child.returncode is None:

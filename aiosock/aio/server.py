@@ -37,6 +37,7 @@ from aiosock.core.errors import (
     RemoteProtocolError,
 )
 from aiosock.core.limits import Limits
+from aiosock.core.ratelimit import Recovered, RepeatedFailures, Started
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -200,6 +201,10 @@ class Server(AsyncClosing):
         self._counts: collections.Counter[str] = collections.Counter()
         self._backoff = _BACKOFF_FIRST
         self._retry: asyncio.TimerHandle | None = None  # while BACKING_OFF
+        # A run of them is logged in a few lines, not one per back-off; a
+        # timer waits to call the run over while accepting works again.
+        self._accept_failures = RepeatedFailures(clock=self._loop.time)
+        self._settling: asyncio.TimerHandle | None = None
         self._idle = asyncio.Event()  # set while no slot is held
         self._idle.set()
         # Resolved when accepting stops for good: by aclose(), or with the
@@ -275,6 +280,9 @@ class Server(AsyncClosing):
                 # whoever waits there. Closing must not log it once more.
                 self._stopped.exception()
             self._move(_S.CLOSING)
+            if self._settling is not None:  # nothing to recover now
+                self._settling.cancel()
+                self._settling = None
             started = self._loop.time()
             where = ", ".join(map(str, self.addresses))
             logger.info(
@@ -369,19 +377,56 @@ class Server(AsyncClosing):
                 if exc.errno in _DEAD_ON_ARRIVAL:
                     continue
                 if exc.errno in _RESOURCE_ERRNOS:
-                    logger.warning(
-                        "accept on %s failed (%s); retrying in %.2f s",
-                        listener.address,
-                        exc,
-                        self._backoff,
-                    )
+                    self._tell_accept_failure(listener.address, exc)
                     self._move(_S.BACKING_OFF)
                 else:
                     logger.error("accept on %s failed: %s", listener.address, exc)
                     self._move(_S.FAILED, exc)
                 return
             self._backoff = _BACKOFF_FIRST
+            if self._accept_failures.failing:
+                self._accept_failures.succeeded()
+                if self._settling is None:
+                    self._settle_accept_failures()
             self._admit(sock)
+
+    def _tell_accept_failure(self, address: Address, exc: OSError) -> None:
+        """Log a resource error at once if it starts a run, else once a second."""
+        told = self._accept_failures.failed()
+        if isinstance(told, Started):
+            logger.warning("accept on %s failed (%s); backing off", address, exc)
+        elif told is not None:
+            logger.warning(
+                "accept on %s: %d more %s (%s) in the last %.1f s; still backing off",
+                address,
+                told.failures,
+                "failure" if told.failures == 1 else "failures",
+                exc.strerror or exc,
+                told.seconds,
+            )
+
+    def _settle_accept_failures(self) -> None:
+        """Log that accepting recovered, once it has worked for a while.
+
+        Called when an accept works during a run of failures, and again by
+        a timer until the run is over or fails again.
+        """
+        self._settling = None
+        if not self.is_serving():
+            return  # closed or broken since: nothing recovered
+        settled = self._accept_failures.settle()
+        if isinstance(settled, Recovered):
+            logger.info(
+                "accept on %s recovered after %d %s in %.1f s",
+                ", ".join(map(str, self.addresses)),
+                settled.failures,
+                "failure" if settled.failures == 1 else "failures",
+                settled.seconds,
+            )
+        elif settled is not None:
+            self._settling = self._loop.call_later(
+                settled, self._settle_accept_failures
+            )
 
     def _retry_accepting(self) -> None:
         self._retry = None
