@@ -411,3 +411,32 @@ async def test_a_peer_breaking_the_protocol_is_logged_once_at_warning(
         f"connection from {client.local_address} broke the protocol: "
         "frame of 100 bytes is larger than the limit of 16 bytes"
     )
+
+
+class SaysALotThenCloses(Protocol[bytes]):
+    def __init__(self, ended: asyncio.Future[Exception | None]) -> None:
+        self.ended = ended
+
+    def connection_made(self, transport: Transport) -> None:
+        for _ in range(128):  # 8 MiB: more than the client's socket takes
+            transport.send(CHUNK)
+        transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ended.set_result(exc)
+
+
+async def test_a_protocols_close_waits_for_a_silent_peer_at_most_close_timeout() -> (
+    None
+):
+    # asyncio's own close would wait for ever for bytes nobody reads.
+    limits = Limits(send_timeout=None, close_timeout=0.2)
+    ended: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+    server = await aiosock.create_server(
+        lambda: SaysALotThenCloses(ended), LOCAL, limits=limits
+    )
+    async with server:
+        with never_reading(server.addresses[0]):
+            async with asyncio.timeout(20):
+                assert await ended is None  # closed here: not an error
+        assert server.stats.connections == 0

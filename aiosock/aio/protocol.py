@@ -476,8 +476,9 @@ class StreamAdapter(asyncio.Protocol, Generic[T]):
         # adapter delivers nothing more to it. A close is bounded: asyncio's
         # would wait for ever on a peer that does not read.
         self._closing = True
-        if not aborted and self._raw is not None and "close" not in self._timers:
-            self._arm("close", self._limits.close_timeout, self._raw.abort)
+        raw = self._raw
+        if not aborted and raw is not None and not raw.is_closing():
+            self._arm("close", self._limits.close_timeout, raw.abort)
 
     data_received = _received
 
@@ -517,7 +518,7 @@ class StreamAdapter(asyncio.Protocol, Generic[T]):
 
     def pause_writing(self) -> None:
         timeout = self._limits.send_timeout
-        if timeout is not None and self._raw is not None:
+        if timeout is not None and self._raw is not None and "send" not in self._timers:
             self._send_mark = self._raw.get_write_buffer_size()
             self._arm("send", timeout, self._check_send)
         self._protocol.pause_writing()
@@ -650,6 +651,7 @@ class StreamAdapter(asyncio.Protocol, Generic[T]):
             self._send_mark = size
             self._arm("send", timeout, self._check_send)
             return
+        del self._timers["send"]
         self._expire("send", timeout, "the peer took none of the bytes waiting")
 
 

@@ -446,8 +446,6 @@ class Server(AsyncClosing):
         self._adapters.add(adapter)
         self._holds[adapter] = 2
         self._idle.clear()
-        if self._state is _S.CLOSING:  # accepted in the batch that closed it
-            self._tell(adapter)
         task = self._group.create_task(self._serve_one(sock, adapter, connection))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
