@@ -768,3 +768,31 @@ async def test_a_tcp_transport_names_both_ends(echo_server: aiosock.Server) -> N
     assert repr(transport) == f"<Transport {local} -> {peer} open>"
     assert str(peer) == str(echo_server.addresses[0])
     transport.abort()
+
+
+class PreEncoded(Recorder):
+    """Answers each line with bytes it framed itself, two replies per write."""
+
+    def message_received(self, message: bytes) -> None:
+        super().message_received(message)
+        assert self.transport is not None
+        self.transport.write(memoryview(b"one\ntwo\n"))
+
+
+async def test_write_sends_framed_bytes_as_they_are_and_counts_them() -> None:
+    left, right = socket.socketpair()
+    recorder = PreEncoded()
+    await aiosock.create_connection(
+        lambda: recorder, f"fd://{left.detach()}", codec=Lines()
+    )
+    right.setblocking(False)
+    transport = connected(recorder)
+    with right:
+        await asyncio.get_running_loop().sock_sendall(right, b"a\nb\n")
+        assert await read_exactly(right, 16) == b"one\ntwo\none\ntwo\n"
+        assert (transport.messages_out, transport.bytes_out) == (2, 16)
+        transport.close()
+        with pytest.raises(aiosock.ClosedResourceError):
+            transport.write(b"late\n")
+        async with asyncio.timeout(10):
+            assert await recorder.lost is None

@@ -208,6 +208,30 @@ class Transport(Generic[T]):
         if self._batch_size > self._batch_limit:
             self.flush()  # let the transport's flow control see it
 
+    def write(self, data: Buffer) -> None:
+        """Write bytes that are already framed, as they are: no codec.
+
+        For a protocol whose encoding is the connection's state rather than
+        the codec's (a Redis server answers in RESP2 or, after ``HELLO 3``,
+        RESP3): it encodes its replies and writes them here, batched and
+        counted (as one message) like :meth:`send`, and raises like it.
+        """
+        if self._error is not None:
+            raise self._error
+        if type(data) is not bytes:
+            data = bytes(data)  # the caller may change its buffer after
+        size = len(data)
+        self.messages_out += 1
+        self.bytes_out += size
+        held = self._batch
+        if held is None:
+            self._write(data)
+            return
+        held.append(data)
+        self._batch_size += size
+        if self._batch_size > self._batch_limit:
+            self.flush()
+
     @property
     def send_error(self) -> Exception | None:
         """What :meth:`send` would raise now; None while it can send."""
