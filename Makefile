@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 typecheck: $(STAMP)
-	$(PY) -m mypy --strict aiosock tests benchmarks
+	$(PY) -m mypy --strict aiosock tests benchmarks examples
 
 pytest: $(STAMP)
 	$(PY) -m pytest

@@ -1,0 +1,353 @@
+"""The command table and the state commands run against. No I/O, no loop.
+
+Each command is one small function registered with :func:`command`:
+
+    @command("llen", arity=2, flags="readonly fast")
+    def llen(client: Client, argv: Argv) -> Reply:
+        value = client.db.get(argv[1])
+        return 0 if value is None else len(value)
+
+The table (``COMMANDS``, by lower-case name) is the documentation:
+``COMMAND`` and ``COMMAND DOCS`` answer from it. :func:`execute` applies
+Redis's rules before a command runs, in Redis's order and with its error
+texts: unknown command, wrong arity, authentication, pub/sub mode
+(RESP2), and queueing inside MULTI.
+
+A command that changes data says so: ``client.touch(key)`` (WATCH sees it,
+clients blocked on the key get a chance) and ``client.propagate(argv)``
+(what goes to the append-only log: the effect, so that replaying it gives
+the same data; BLPOP served later is logged as the LPOP it was). A
+blocking command that finds nothing returns a :class:`Block`; the server
+parks the client and calls ``Block.retry`` in FIFO order as the keys are
+pushed to.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from mqd.keyspace import DATABASES, Database
+from mqd.replies import NULL_ARRAY, QUEUED, Err, Push, Reply
+
+__all__ = [
+    "COMMANDS",
+    "Argv",
+    "Block",
+    "Client",
+    "Flag",
+    "Spec",
+    "State",
+    "command",
+    "execute",
+    "run_queued",
+]
+
+Argv = list[bytes]
+
+
+class Flag(enum.Flag):
+    """What the rules before a command need to know of it."""
+
+    NONE = 0
+    WRITE = enum.auto()  # changes data: logged, refused nowhere here yet
+    READONLY = enum.auto()
+    FAST = enum.auto()
+    BLOCKING = enum.auto()  # may return a Block
+    NOAUTH = enum.auto()  # allowed before AUTH (AUTH, HELLO, QUIT)
+    PUBSUB = enum.auto()  # allowed in RESP2 pub/sub mode
+    NOMULTI = enum.auto()  # runs at once inside MULTI (EXEC, DISCARD, ...)
+    LOADING = enum.auto()  # allowed in the append-only log being replayed
+
+
+@attrs.frozen
+class Spec:
+    """One command: ``arity`` as Redis counts it (the name included;
+    negative: at least that many), and its key positions for ``COMMAND``."""
+
+    name: str
+    arity: int
+    flags: Flag
+    run: Callable[[Client, Argv], Reply | Block]
+    summary: str
+    first_key: int = 1
+    last_key: int = 1
+    step: int = 1
+
+
+COMMANDS: dict[bytes, Spec] = {}
+
+
+def command(
+    name: str,
+    arity: int,
+    flags: str = "",
+    *,
+    keys: tuple[int, int, int] = (1, 1, 1),
+) -> Callable[[Callable[[Client, Argv], Any]], Callable[[Client, Argv], Any]]:
+    """Register the decorated function as the command ``name``.
+
+    ``flags`` names :class:`Flag` members, space-separated, in lower case.
+    The function's docstring's first line is its summary (COMMAND DOCS).
+    """
+
+    def register(run: Callable[[Client, Argv], Any]) -> Callable[[Client, Argv], Any]:
+        value = Flag.NONE
+        for word in flags.split():
+            value |= Flag[word.upper()]
+        summary = (run.__doc__ or "").strip().split("\n")[0]
+        spec = Spec(name, arity, value, run, summary, *keys)
+        assert name.encode() not in COMMANDS, f"{name} registered twice"
+        COMMANDS[name.encode()] = spec
+        return run
+
+    return register
+
+
+@attrs.define
+class Block:
+    """A blocking command found nothing: park the client on ``keys``.
+
+    ``retry`` is called when one of the keys was pushed to, in the order
+    clients blocked; it returns the reply, or None to go on waiting.
+    ``timeout`` is in seconds, 0 for ever; at the deadline the client gets
+    ``timeout_reply``. Inside MULTI the server gives ``timeout_reply`` at
+    once, as Redis does.
+    """
+
+    keys: list[bytes]
+    timeout: float
+    retry: Callable[[], Reply | None]
+    timeout_reply: Reply = NULL_ARRAY
+
+
+class State:
+    """Everything the commands share: databases, clients, channels, log."""
+
+    def __init__(
+        self,
+        *,
+        requirepass: bytes | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.clock = clock  # seconds since the epoch
+        self.dbs = [Database(self.milliseconds) for _ in range(DATABASES)]
+        self.requirepass = requirepass
+        self.clients: dict[int, Client] = {}
+        self._ids = itertools.count(1)
+        # Pub/sub: who hears a channel, who a pattern.
+        self.channels: dict[bytes, set[Client]] = {}
+        self.patterns: dict[bytes, set[Client]] = {}
+        # WATCH: who watches (db, key).
+        self.watchers: dict[tuple[int, bytes], set[Client]] = {}
+        # Keys pushed to since the server last served blocked clients.
+        self.ready: set[tuple[int, bytes]] = set()
+        # The append-only log's append(db, argv), when there is a log.
+        self.log: Callable[[int, Argv], None] | None = None
+        # CONFIG GET answers from here (redis-benchmark asks at start).
+        self.config: dict[bytes, bytes] = {
+            b"save": b"",
+            b"appendonly": b"no",
+            b"databases": str(DATABASES).encode(),
+            b"maxclients": b"10000",
+            b"timeout": b"0",
+        }
+        self.started = clock()
+        self.commands_processed = 0
+        self.connections_received = 0
+
+    def milliseconds(self) -> int:
+        return int(self.clock() * 1000)
+
+    def connect(self, deliver: Callable[[Reply], None], address: str = "") -> Client:
+        """A new client, which gets out-of-band replies through ``deliver``."""
+        client = Client(
+            self,
+            next(self._ids),
+            deliver,
+            address,
+            authenticated=self.requirepass is None,
+            created=self.clock(),
+        )
+        self.clients[client.id] = client
+        self.connections_received += 1
+        return client
+
+    def disconnect(self, client: Client) -> None:
+        """Forget ``client``: its subscriptions and watches go with it."""
+        self.clients.pop(client.id, None)
+        client.unwatch()
+        for channel in client.channels:
+            _leave(self.channels, channel, client)
+        for pattern in client.patterns:
+            _leave(self.patterns, pattern, client)
+        client.channels.clear()
+        client.patterns.clear()
+
+    def touch(self, db: int, key: bytes) -> None:
+        """``key`` of ``db`` changed: WATCHers fail their EXEC."""
+        for client in self.watchers.get((db, key), ()):
+            client.dirty = True
+
+    def touch_db(self, db: int) -> None:
+        """Every key of ``db`` changed (FLUSHDB, SWAPDB)."""
+        for (index, _), clients in self.watchers.items():
+            if index == db:
+                for client in clients:
+                    client.dirty = True
+
+
+def _leave(registry: dict[bytes, set[Client]], name: bytes, client: Client) -> None:
+    members = registry.get(name)
+    if members is not None:
+        members.discard(client)
+        if not members:
+            del registry[name]
+
+
+@attrs.define(eq=False)
+class Client:
+    """One connection's state: database, protocol, transaction, subscriptions."""
+
+    state: State
+    id: int
+    deliver: Callable[[Reply], None]  # out-of-band: pub/sub messages
+    address: str
+    authenticated: bool
+    created: float
+    db_index: int = 0
+    resp3: bool = False
+    name: bytes = b""
+    lib_name: bytes = b""
+    lib_ver: bytes = b""
+    # MULTI: the queued commands (None outside one), and whether one was
+    # refused while queueing (EXEC then aborts).
+    multi: list[Argv] | None = None
+    multi_failed: bool = False
+    watched: set[tuple[int, bytes]] = attrs.Factory(set)
+    dirty: bool = False  # a watched key changed: EXEC fails
+    channels: set[bytes] = attrs.Factory(set)
+    patterns: set[bytes] = attrs.Factory(set)
+    last_command: bytes = b""
+    close_after_reply: bool = False  # QUIT
+
+    @property
+    def db(self) -> Database:
+        return self.state.dbs[self.db_index]
+
+    @property
+    def subscribed(self) -> int:
+        return len(self.channels) + len(self.patterns)
+
+    def touch(self, key: bytes, *, pushed: bool = False) -> None:
+        """``key`` changed; ``pushed``: it may now serve blocked clients."""
+        if self.state.watchers:
+            self.state.touch(self.db_index, key)
+        if pushed:
+            self.state.ready.add((self.db_index, key))
+
+    def propagate(self, argv: Argv) -> None:
+        """Log ``argv`` (the effect of this command) to the append-only log."""
+        log = self.state.log
+        if log is not None:
+            log(self.db_index, argv)
+
+    def unwatch(self) -> None:
+        for watched in self.watched:
+            clients = self.state.watchers.get(watched)
+            if clients is not None:
+                clients.discard(self)
+                if not clients:
+                    del self.state.watchers[watched]
+        self.watched.clear()
+        self.dirty = False
+
+    def push(self, *items: Reply) -> None:
+        """Send out-of-band data (a pub/sub message) to this client."""
+        self.deliver(Push(list(items)))
+
+
+# ---------------------------------------------------------------- rules
+
+_ALLOWED_SUBSCRIBED = frozenset(
+    {
+        b"subscribe",
+        b"unsubscribe",
+        b"psubscribe",
+        b"punsubscribe",
+        b"ping",
+        b"quit",
+        b"reset",
+    }
+)
+
+
+def unknown_command(argv: Argv) -> Err:
+    """Redis's text, byte for byte: the name and up to 128 bytes of each arg."""
+    args = b"".join(b"'%s' " % arg[:128] for arg in argv[1:])
+    return Err(
+        b"ERR unknown command '%s', with args beginning with: %s"
+        % (argv[0][:128], args)
+    )
+
+
+def wrong_arity(name: str) -> Err:
+    return Err(b"ERR wrong number of arguments for '%s' command" % name.encode())
+
+
+NOAUTH = Err(b"NOAUTH Authentication required.")
+
+
+def check(client: Client, argv: Argv) -> Spec | Err:
+    """The command to run, or the error Redis gives before running it."""
+    spec = COMMANDS.get(argv[0].lower())
+    if spec is None:
+        return unknown_command(argv)
+    arity = spec.arity
+    if (arity > 0 and len(argv) != arity) or len(argv) < -arity:
+        return wrong_arity(spec.name)
+    if not client.authenticated and not spec.flags & Flag.NOAUTH:
+        return NOAUTH
+    return spec
+
+
+def execute(client: Client, argv: Argv) -> Reply | Block:
+    """Run one command for ``client``, with Redis's rules around it."""
+    state = client.state
+    state.commands_processed += 1
+    checked = check(client, argv)
+    if isinstance(checked, Err):
+        if client.multi is not None:
+            client.multi_failed = True
+        return checked
+    spec = checked
+    client.last_command = spec.name.encode()
+    if (
+        client.subscribed
+        and not client.resp3
+        and argv[0].lower() not in _ALLOWED_SUBSCRIBED
+    ):
+        return Err(
+            b"ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / "
+            b"PING / QUIT / RESET are allowed in this context" % spec.name.encode()
+        )
+    if client.multi is not None and not spec.flags & Flag.NOMULTI:
+        client.multi.append(argv)
+        return QUEUED
+    return spec.run(client, argv)
+
+
+def run_queued(client: Client, argv: Argv) -> Reply:
+    """Run a command EXEC took from the queue (checked when it was queued).
+
+    A blocking command acts as if its timeout ran out at once, as in Redis.
+    """
+    spec = COMMANDS[argv[0].lower()]
+    client.state.commands_processed += 1
+    result = spec.run(client, argv)
+    return result.timeout_reply if isinstance(result, Block) else result
