@@ -690,3 +690,10 @@ def test_any_bytes_raise_only_remote_protocol_errors(
     assert decoded == RedisReader(codec).feed(data)
     if isinstance(failure, IncompleteFrame):
         assert failure.partial
+
+
+def test_the_micro_benchmark_runs() -> None:
+    from benchmarks import resp_micro
+
+    for name, measure in resp_micro.rows(commands=600, pipeline=4).items():
+        assert measure() > 0, name
