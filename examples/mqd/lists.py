@@ -52,17 +52,11 @@ def _long(
     # LONG_STR_SIZE: also spares int() a number of thousands of digits.
     if len(arg) < 21 and _INTEGER.fullmatch(arg):
         value = int(arg)
+        if low <= value <= high:
+            return value
         if LONG_MIN <= value <= LONG_MAX:
-            if low <= value <= high:
-                return value
-            return Err(
-                b"ERR "
-                + (
-                    message
-                    or b"value is out of range, value must between %d and %d"
-                    % (low, high)
-                )
-            )
+            between = b"value is out of range, value must between %d and %d"
+            return Err(b"ERR " + (message or between % (low, high)))
     return Err(b"ERR " + (message or b"value is not an integer or out of range"))
 
 
@@ -185,19 +179,20 @@ def _move(
 
 
 def _wait(
-    keys: Iterable[bytes],
-    timeout: float,
-    attempt: Callable[[], Reply | None],
-    timeout_reply: Reply,
+    keys: Iterable[bytes], timeout: float, attempt: Callable[[], Reply | None]
 ) -> Reply | Block:
     """Try now; if nothing is there, block on ``keys`` with the same try.
 
     Each key once, as Redis's blockForKeys() skips repeats (BLPOP k k 0).
+    On timeout the null array, which Redis gives every blocked list command
+    (replyToBlockedClientTimedOut() in src/blocked.c), BLMOVE's too: ``*-1``
+    in RESP2. Inside MULTI Redis's BLMOVE and BRPOPLPUSH give ``$-1``
+    instead; a Block has one reply for both cases, so they give ``*-1``.
     """
     reply = attempt()
     if reply is not None:
         return reply
-    return Block(list(dict.fromkeys(keys)), timeout, attempt, timeout_reply)
+    return Block(list(dict.fromkeys(keys)), timeout, attempt, NULL_ARRAY)
 
 
 # ------------------------------------------------------------ pushes
@@ -562,7 +557,7 @@ def _bpop(client: Client, keys: Argv, timeout_arg: bytes, left: bool) -> Reply |
                 return [key, element]
         return None
 
-    return _wait(keys, timeout, attempt, NULL_ARRAY)
+    return _wait(keys, timeout, attempt)
 
 
 @command("blpop", arity=-3, flags="write blocking", keys=(1, -2, 1))
@@ -589,12 +584,7 @@ def _bmove(
     timeout: float,
     logged: Argv,
 ) -> Reply | Block:
-    """BLMOVE/BRPOPLPUSH: the element moved; blocks on the source only.
-
-    The timeout reply is the null array, as Redis gives every blocked list
-    command on timeout (blocked.c replyToBlockedClientTimedOut): ``*-1``
-    in RESP2, where the non-blocking LMOVE's null is ``$-1``.
-    """
+    """BLMOVE/BRPOPLPUSH: the element moved; blocks on the source only."""
 
     def attempt() -> Reply | None:
         element = _move(client, argv[1], argv[2], left_from, left_to)
@@ -602,7 +592,7 @@ def _bmove(
             client.propagate(logged)
         return element
 
-    return _wait([argv[1]], timeout, attempt, NULL_ARRAY)
+    return _wait([argv[1]], timeout, attempt)
 
 
 @command("blmove", arity=6, flags="write blocking", keys=(1, 2, 1))
@@ -652,4 +642,4 @@ def blmpop(client: Client, argv: Argv) -> Reply | Block:
     if isinstance(timeout, Err):
         return timeout
     keys, left, count = parsed
-    return _wait(keys, timeout, lambda: _mpop(client, keys, left, count), NULL_ARRAY)
+    return _wait(keys, timeout, lambda: _mpop(client, keys, left, count))
