@@ -37,6 +37,7 @@ __all__ = ["glob_match", "parse_int", "touch_replaced"]
 
 _LLONG_MAX = 2**63 - 1
 _LLONG_MIN = -(2**63)
+_LLONG_MIN_SECONDS = -(2**63 // 1000)  # LLONG_MIN / 1000: C truncates
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 # string2ll's grammar: no sign but "-", no leading zero, no spaces; fewer
 # than LONG_STR_SIZE (21) bytes.
@@ -56,16 +57,18 @@ def parse_int(arg: bytes) -> int | None:
 
 
 def _parse_cursor(arg: bytes) -> int | None:
-    """A SCAN cursor, or None: Redis's string2ull, strtoull's leniency too
-    (leading spaces, a sign, zeros), since clients may rely on it."""
+    """A SCAN cursor (unsigned 64 bits), or None: Redis's string2ull, which
+    falls back on strtoull and so takes leading spaces, a sign, zeros."""
     value = parse_int(arg)
     if value is not None:
         return value if value >= 0 else None
     match = re.fullmatch(rb"[ \t\n\v\f\r]*([+-]?)([0-9]+)", arg)
-    if match is None or int(match[2]) >= 2**64:
+    if match is None:
         return None
     value = int(match[2])
-    return (-value) % 2**64 if match[1] == b"-" else value
+    if value >= 2**64:
+        return None
+    return (-value) % 2**64 if match[1] == b"-" else value  # strtoull negates
 
 
 def _sanitized(text: bytes) -> bytes:
@@ -351,7 +354,7 @@ def _expire(client: Client, argv: Argv, *, unit: int, relative: bool) -> Reply:
     base = now if relative else 0
     # Redis refuses what would overflow its signed 64-bit milliseconds.
     invalid = Err(b"ERR invalid expire time in '%s' command" % argv[0].lower())
-    if unit == 1000 and not -(2**63 // 1000) <= when <= _LLONG_MAX // 1000:
+    if unit == 1000 and not _LLONG_MIN_SECONDS <= when <= _LLONG_MAX // 1000:
         return invalid
     when *= unit
     if when > _LLONG_MAX - base:
