@@ -92,9 +92,13 @@ def glob_match(pattern: bytes, string: bytes) -> bool:
     order), ``\\`` quotes the next byte. Redis's quirks are kept: an
     unclosed ``[`` ends the class; ``*`` does not match the empty string
     (KEYS and SCAN treat the pattern ``*`` apart); past 1000 nested stars
-    nothing matches. Redis recurses at each ``*`` but, once a star has tried
-    every place, gives up (skipLongerMatches), so only the last star is ever
-    retried: this loop does that without recursion.
+    nothing matches. In a range bytes compare unsigned, as in a Redis built
+    where ``char`` is unsigned (ARM); on x86 Redis compares them signed, so
+    ``[a-\\xff]`` differs there for bytes from 0x80 on.
+
+    Redis recurses at each ``*`` but, once a star has tried every place,
+    gives up (skipLongerMatches), so only the last star is ever retried:
+    this loop does that without recursion.
     """
     plen, slen = len(pattern), len(string)
     p = s = depth = 0
