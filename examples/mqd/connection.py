@@ -216,13 +216,13 @@ def _authenticate(client: Client, user: bytes, password: bytes) -> bool:
 
 _SUBCOMMANDS: dict[bytes, dict[bytes, Spec]] = {}
 
-Run = Callable[[Client, Argv], Reply]
+_Run = Callable[[Client, Argv], Reply]
 
 
 def _subcommand(
     container: str, name: str, arity: int, flags: str = ""
-) -> Callable[[Run], Run]:
-    def register(run: Run) -> Run:
+) -> Callable[[_Run], _Run]:
+    def register(run: _Run) -> _Run:
         value = Flag.NONE
         for word in flags.split():
             value |= Flag[word.upper()]
@@ -251,7 +251,7 @@ def _dispatch(client: Client, argv: Argv) -> Reply:
 
 
 def _help(client: Client, argv: Argv) -> Reply:
-    """Shows helpful text about the different subcommands."""
+    """Returns helpful text about the different subcommands."""
     container = argv[0].lower()
     lines = [
         Simple(
