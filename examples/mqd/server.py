@@ -33,10 +33,9 @@ import attrs
 
 import aiosock
 from aiosock import Limits, RemoteProtocolError, Transport
-from mqd import commands
-from mqd.aof import AppendOnlyLog
+from mqd import aof, commands
 from mqd.replies import Err, Reply, encode
-from mqd.resp import Resp
+from mqd.resp import ProtocolError, Resp
 from mqd.table import Argv, Block, Client, State, execute
 
 __all__ = ["Config", "Daemon", "Session"]
@@ -119,8 +118,10 @@ class Session(aiosock.Protocol[Argv]):
             self.transport.resume_reading()
 
     def framing_error(self, exc: RemoteProtocolError) -> bool:
-        # Redis answers "-ERR Protocol error: ..." and closes the connection.
-        self.daemon.write(self, b"-ERR %s\r\n" % str(exc).encode())
+        # Redis runs the commands before the fault (the adapter delivered
+        # them), answers "-ERR Protocol error: ..." and closes.
+        text = exc.text if isinstance(exc, ProtocolError) else str(exc).encode()
+        self.daemon.write(self, b"-ERR %s\r\n" % text)
         self.daemon.flush_held(self)
         self.transport.close()
         return True
@@ -145,7 +146,7 @@ class Daemon:
         self.state.config[b"timeout"] = str(int(config.timeout)).encode()
         self.sessions: set[Session] = set()
         self.blocked: dict[tuple[int, bytes], collections.deque[Session]] = {}
-        self.log: AppendOnlyLog | None = None
+        self.log: aof.AppendOnlyLog | None = None
         self._holding: set[Session] = set()
         self._commit_scheduled = False
         self._serving = False
@@ -166,8 +167,10 @@ class Daemon:
         """Replay the log, then listen. Raises OSError naming an address."""
         config = self.config
         if config.appendonly is not None:
-            self.log = AppendOnlyLog(config.appendonly, config.appendfsync)
-            self.log.replay(self._apply)
+            self._load(config.appendonly)
+            self.log = aof.AppendOnlyLog(
+                config.appendonly, fsync=aof.Fsync(config.appendfsync)
+            )
             self.state.log = self.log.append
             self.state.config[b"appendonly"] = b"yes"
         limits = Limits(max_connections=config.maxclients)
@@ -181,22 +184,33 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self._cron = loop.call_later(_CRON_INTERVAL, self._tick)
 
-    def _apply(self, db: int, argv: Argv) -> None:
-        """Replay one logged write (the log gives its database)."""
-        replayer = self._replayer
-        replayer.db_index = db
-        result = execute(replayer, argv)
-        if isinstance(result, Err):
-            raise ValueError(f"the log holds a command that fails: {result.text!r}")
+    def _load(self, path: str) -> None:
+        """Replay the log into the state, as Redis loads its AOF.
 
-    @property
-    def _replayer(self) -> Client:
-        client = getattr(self, "_replay_client", None)
-        if client is None:
-            client = self.state.connect(lambda _: None, "log")
-            client.authenticated = True
-            self._replay_client = client
-        return client
+        Time stands still while loading (no key expires half way through a
+        replay: a RENAME logged after an EXPIRE must find its key), and a
+        change of database is a SELECT, so that a transaction logged across
+        databases replays where it ran. Raises ``CorruptLog`` naming the
+        offset of a record that does not parse or does not apply.
+        """
+        state = self.state
+        replayer = state.connect(lambda _: None, "log")
+        replayer.authenticated = True
+        state.loading = True
+        count = 0
+        try:
+            for record in aof.replay(path):
+                if record.db != replayer.db_index:
+                    execute(replayer, [b"SELECT", b"%d" % record.db])
+                result = execute(replayer, record.argv)
+                if isinstance(result, (Err, Block)):
+                    why = result.text.decode(errors="replace") if isinstance(result, Err) else "it blocked"
+                    raise aof.CorruptLog(path, record.offset, f"the command fails: {why}")
+                count += 1
+        finally:
+            state.loading = False
+            state.disconnect(replayer)
+        logger.info("loaded %d writes from %s", count, path)
 
     async def serve_forever(self) -> None:
         assert self._server is not None
@@ -216,6 +230,7 @@ class Daemon:
         if self.log is not None:
             self.log.close()
             self.log = None
+            self.state.log = None
 
     # ------------------------------------------------------------ replies
 
@@ -223,7 +238,7 @@ class Daemon:
         """Send ``data`` now, or after the log's fsync when it must wait."""
         log = self.log
         if session.held or (
-            log is not None and log.policy == "always" and log.pending
+            log is not None and log.policy is aof.Fsync.ALWAYS and log.pending
         ):
             session.held.append(data)
             self._holding.add(session)
@@ -243,13 +258,21 @@ class Daemon:
         release the replies that waited for it."""
         self._commit_scheduled = False
         log = self.log
-        if log is not None and log.pending:
-            log.flush()
-            if log.policy == "always":
-                log.fsync()
-                self.fsyncs += 1
-                self.fsynced_sessions += len(self._holding)
         holding, self._holding = self._holding, set()
+        if log is not None and log.pending:
+            try:
+                log.commit()
+            except OSError as exc:
+                # The writes are not durable: their replies must not say
+                # they are. Redis exits here; cut those clients off instead.
+                logger.error("writing the log failed: %s; closing its clients", exc)
+                for session in holding:
+                    session.held.clear()
+                    session.transport.abort()
+                return
+            if log.policy is aof.Fsync.ALWAYS:
+                self.fsyncs += 1
+                self.fsynced_sessions += len(holding)
         for session in holding:
             self.flush_held(session)
 
@@ -340,8 +363,12 @@ class Daemon:
                 db.expire_some()
         if self.config.timeout > 0:
             self._close_idle(loop.time())
-        if self.log is not None:
-            self.log.tick()
+        log = self.log
+        if log is not None:
+            log.poll_rewrite()
+            if log.rewrite_needed():
+                dbs = self.state.dbs
+                log.start_rewrite(lambda: aof.rewrite_commands(dbs))
         self._cron = loop.call_later(_CRON_INTERVAL, self._tick)
 
     def _close_idle(self, now: float) -> None:
