@@ -8,43 +8,14 @@ from typing import Any
 
 import pytest
 
-# mqd.keys registers DEL, EXISTS, EXPIRE, SELECT...: commands to queue.
-from mqd import keys
-from mqd.replies import NULL_ARRAY, OK, QUEUED, Err, Reply, encode
-from mqd.table import Argv, Block, Client, State, command, execute
+# Registering DEL, EXISTS, EXPIRE, SELECT, RPUSH, BLPOP...: commands to queue.
+from mqd import keys, lists
+from mqd.replies import NULL_ARRAY, OK, QUEUED, Err, encode
+from mqd.table import Argv, Block, Client, State, execute
 from mqd.transactions import EXECABORT
 
-assert keys  # imported to register its commands
-
-
-# Stand-ins for the list commands, which are written elsewhere.
-@command("t-rpush", arity=-3, flags="write fast")
-def t_rpush(client: Client, argv: Argv) -> Reply:
-    value = client.db.create(argv[1])
-    value.extend(argv[2:])
-    client.touch(argv[1], pushed=True)
-    client.propagate([b"RPUSH", *argv[1:]])
-    return len(value)
-
-
-@command("t-blpop", arity=3, flags="write blocking")
-def t_blpop(client: Client, argv: Argv) -> Reply | Block:
-    key = argv[1]
-
-    def pop() -> Reply | None:
-        value = client.db.get(key)
-        if value is None:
-            return None
-        item = value.popleft()
-        client.db.drop_if_empty(key, value)
-        client.touch(key)
-        client.propagate([b"LPOP", key])
-        return [key, item]
-
-    popped = pop()
-    if popped is not None:
-        return popped
-    return Block([key], float(argv[2]), pop, timeout_reply=NULL_ARRAY)
+assert keys  # imported to register their commands
+assert lists
 
 
 class World:
@@ -79,9 +50,9 @@ def w() -> World:
 def test_multi_queues_and_exec_runs_in_order(w: World) -> None:
     # multi.tcl "MULTI / EXEC basics".
     assert w.run(w.a, "MULTI") == OK
-    assert w.run(w.a, "t-rpush", "q", "a", "b") == QUEUED
+    assert w.run(w.a, "rpush", "q", "a", "b") == QUEUED
     assert w.run(w.a, "EXISTS", "q") == QUEUED
-    assert w.run(w.a, "t-rpush", "q", "c") == QUEUED
+    assert w.run(w.a, "rpush", "q", "c") == QUEUED
     assert w.items(b"q") == []  # nothing ran yet
     assert w.run(w.a, "EXEC") == [2, 1, 3]
     assert w.items(b"q") == [b"a", b"b", b"c"]
@@ -98,7 +69,7 @@ def test_errors_while_running_are_elements_of_the_reply(w: World) -> None:
     w.run(w.a, "MULTI")
     w.run(w.a, "RENAME", "nokey", "x")
     w.run(w.a, "EXPIRE", "q", "soon")
-    w.run(w.a, "t-rpush", "q", "a")
+    w.run(w.a, "rpush", "q", "a")
     assert w.run(w.a, "EXEC") == [
         Err(b"ERR no such key"),
         Err(b"ERR value is not an integer or out of range"),
@@ -108,7 +79,7 @@ def test_errors_while_running_are_elements_of_the_reply(w: World) -> None:
 
 def test_discard_drops_the_queue(w: World) -> None:
     # multi.tcl "DISCARD".
-    w.run(w.a, "t-rpush", "q", "a", "b", "c")
+    w.run(w.a, "rpush", "q", "a", "b", "c")
     w.run(w.a, "MULTI")
     assert w.run(w.a, "DEL", "q") == QUEUED
     assert w.run(w.a, "DISCARD") == OK
@@ -125,7 +96,7 @@ def test_misplaced_commands(w: World) -> None:
     # allowed": errors, but the transaction goes on.
     assert w.run(w.a, "MULTI") == Err(b"ERR MULTI calls can not be nested")
     assert w.run(w.a, "WATCH", "x") == Err(b"ERR WATCH inside MULTI is not allowed")
-    w.run(w.a, "t-rpush", "q", "a")
+    w.run(w.a, "rpush", "q", "a")
     assert w.run(w.a, "EXEC") == [1]
 
 
@@ -149,7 +120,7 @@ def test_arity(w: World) -> None:
             ["NOSUCH", "x"],
             b"ERR unknown command 'NOSUCH', with args beginning with: 'x' ",
         ),
-        (["t-rpush", "q"], b"ERR wrong number of arguments for 't-rpush' command"),
+        (["rpush", "q"], b"ERR wrong number of arguments for 'rpush' command"),
         (["WATCH"], b"ERR wrong number of arguments for 'watch' command"),
     ],
 )
@@ -159,9 +130,9 @@ def test_exec_after_a_refused_command_aborts(
     # multi.tcl "EXEC fails if there are errors while queueing commands #1",
     # "If EXEC aborts, the client MULTI state is cleared".
     w.run(w.a, "MULTI")
-    w.run(w.a, "t-rpush", "q", "a")
+    w.run(w.a, "rpush", "q", "a")
     assert w.run(w.a, *refused) == Err(error)
-    assert w.run(w.a, "t-rpush", "q", "b") == QUEUED
+    assert w.run(w.a, "rpush", "q", "b") == QUEUED
     assert w.run(w.a, "EXEC") == EXECABORT
     assert (
         EXECABORT.text == b"EXECABORT Transaction discarded because of previous errors."
@@ -175,7 +146,7 @@ def test_exec_after_a_refused_command_aborts(
 
 def test_execabort_wins_over_a_changed_watched_key(w: World) -> None:
     w.run(w.a, "WATCH", "q")
-    w.run(w.b, "t-rpush", "q", "x")
+    w.run(w.b, "rpush", "q", "x")
     w.run(w.a, "MULTI")
     w.run(w.a, "NOSUCH")
     assert w.run(w.a, "EXEC") == EXECABORT
@@ -185,11 +156,11 @@ def test_execabort_wins_over_a_changed_watched_key(w: World) -> None:
 
 
 def test_exec_fails_when_another_client_changed_a_watched_key(w: World) -> None:
-    w.run(w.a, "t-rpush", "q", "1")
+    w.run(w.a, "rpush", "q", "1")
     assert w.run(w.a, "WATCH", "other", "q", "more") == OK
-    w.run(w.b, "t-rpush", "q", "2")
+    w.run(w.b, "rpush", "q", "2")
     w.run(w.a, "MULTI")
-    w.run(w.a, "t-rpush", "q", "3")
+    w.run(w.a, "rpush", "q", "3")
     reply = w.run(w.a, "EXEC")
     assert reply == NULL_ARRAY
     assert encode(reply, False) == b"*-1\r\n"
@@ -198,20 +169,20 @@ def test_exec_fails_when_another_client_changed_a_watched_key(w: World) -> None:
 
 
 def test_exec_runs_when_watched_keys_did_not_change(w: World) -> None:
-    w.run(w.a, "t-rpush", "q", "1")
+    w.run(w.a, "rpush", "q", "1")
     w.run(w.a, "WATCH", "q", "x")
     w.run(w.a, "WATCH", "y")
-    w.run(w.b, "t-rpush", "other", "2")
+    w.run(w.b, "rpush", "other", "2")
     w.run(w.b, "EXISTS", "q")  # reading is no change
     w.run(w.a, "MULTI")
-    w.run(w.a, "t-rpush", "q", "3")
+    w.run(w.a, "rpush", "q", "3")
     assert w.run(w.a, "EXEC") == [2]
 
 
 def test_a_client_own_change_counts_too(w: World) -> None:
     # multi.tcl "EXEC fail on WATCHed key modified (1 key of 1 watched)".
     w.run(w.a, "WATCH", "q")
-    w.run(w.a, "t-rpush", "q", "1")
+    w.run(w.a, "rpush", "q", "1")
     w.run(w.a, "MULTI")
     assert w.run(w.a, "EXEC") == NULL_ARRAY
 
@@ -221,12 +192,12 @@ def test_watch_remembers_the_database(w: World) -> None:
     w.run(w.a, "SELECT", 5)
     w.run(w.a, "WATCH", "x")
     w.run(w.b, "SELECT", 1)
-    w.run(w.b, "t-rpush", "x", "10")
+    w.run(w.b, "rpush", "x", "10")
     w.run(w.a, "MULTI")
     assert w.run(w.a, "EXEC") == []
     w.run(w.a, "WATCH", "x")
     w.run(w.b, "SELECT", 5)
-    w.run(w.b, "t-rpush", "x", "10")
+    w.run(w.b, "rpush", "x", "10")
     w.run(w.a, "MULTI")
     assert w.run(w.a, "EXEC") == NULL_ARRAY
 
@@ -237,10 +208,10 @@ def test_after_exec_keys_are_no_longer_watched(w: World) -> None:
     for change_first in (False, True):
         w.run(w.a, "WATCH", "x")
         if change_first:
-            w.run(w.b, "t-rpush", "x", "1")
+            w.run(w.b, "rpush", "x", "1")
         w.run(w.a, "MULTI")
         w.run(w.a, "EXEC")
-        w.run(w.b, "t-rpush", "x", "2")
+        w.run(w.b, "rpush", "x", "2")
         w.run(w.a, "MULTI")
         w.run(w.a, "DBSIZE")
         assert w.run(w.a, "EXEC") == [1]
@@ -250,7 +221,7 @@ def test_after_exec_keys_are_no_longer_watched(w: World) -> None:
 def test_unwatch_forgets_keys_and_that_one_changed(w: World) -> None:
     # multi.tcl "It is possible to UNWATCH".
     w.run(w.a, "WATCH", "x")
-    w.run(w.b, "t-rpush", "x", "1")
+    w.run(w.b, "rpush", "x", "1")
     assert w.run(w.a, "UNWATCH") == OK
     w.run(w.a, "MULTI")
     assert w.run(w.a, "EXEC") == []
@@ -261,7 +232,7 @@ def test_unwatch_inside_multi_is_queued(w: World) -> None:
     w.run(w.a, "WATCH", "x")
     w.run(w.a, "MULTI")
     assert w.run(w.a, "UNWATCH") == QUEUED
-    w.run(w.b, "t-rpush", "x", "1")  # too late to unwatch: EXEC fails
+    w.run(w.b, "rpush", "x", "1")  # too late to unwatch: EXEC fails
     assert w.run(w.a, "EXEC") == NULL_ARRAY
 
 
@@ -269,12 +240,12 @@ def test_discard_unwatches_and_clears_the_change(w: World) -> None:
     # multi.tcl "DISCARD should clear the WATCH dirty flag on the client",
     # "DISCARD should UNWATCH all the keys".
     w.run(w.a, "WATCH", "x")
-    w.run(w.b, "t-rpush", "x", "1")
+    w.run(w.b, "rpush", "x", "1")
     w.run(w.a, "MULTI")
     w.run(w.a, "DISCARD")
-    w.run(w.b, "t-rpush", "x", "2")
+    w.run(w.b, "rpush", "x", "2")
     w.run(w.a, "MULTI")
-    w.run(w.a, "t-rpush", "x", "3")
+    w.run(w.a, "rpush", "x", "3")
     assert w.run(w.a, "EXEC") == [3]
 
 
@@ -282,7 +253,7 @@ def test_flush_and_swapdb_make_exec_fail(w: World) -> None:
     # multi.tcl "FLUSHALL is able to touch the watched keys", "SWAPDB is
     # able to touch the watched keys that exist".
     for change in (["FLUSHALL"], ["FLUSHDB"], ["SWAPDB", 0, 1]):
-        w.run(w.b, "t-rpush", "x", "1")
+        w.run(w.b, "rpush", "x", "1")
         w.run(w.a, "WATCH", "x")
         w.run(w.b, *change)
         w.run(w.a, "MULTI")
@@ -304,18 +275,18 @@ def test_flush_does_not_touch_keys_that_did_not_exist(w: World) -> None:
 def test_a_watched_key_that_expires_before_exec_has_changed(w: World) -> None:
     # multi.tcl "EXEC fail on lazy expired WATCHed key", "WATCH will
     # consider touched expired keys".
-    w.run(w.a, "t-rpush", "q", "1")
+    w.run(w.a, "rpush", "q", "1")
     w.run(w.a, "PEXPIRE", "q", 100)
     w.run(w.a, "WATCH", "q")
     w.now += 0.1
     w.run(w.a, "MULTI")
-    w.run(w.a, "t-rpush", "q", "2")
+    w.run(w.a, "rpush", "q", "2")
     assert w.run(w.a, "EXEC") == NULL_ARRAY
     assert w.items(b"q") == []
 
 
 def test_a_watched_key_expired_and_deleted_before_exec_has_changed(w: World) -> None:
-    w.run(w.a, "t-rpush", "q", "1")
+    w.run(w.a, "rpush", "q", "1")
     w.run(w.a, "PEXPIRE", "q", 100)
     w.run(w.a, "WATCH", "q")
     w.now += 0.1
@@ -325,7 +296,7 @@ def test_a_watched_key_expired_and_deleted_before_exec_has_changed(w: World) -> 
 
 
 def test_a_watched_key_with_time_left_at_exec_has_not_changed(w: World) -> None:
-    w.run(w.a, "t-rpush", "q", "1")
+    w.run(w.a, "rpush", "q", "1")
     w.run(w.a, "PEXPIRE", "q", 100)
     w.run(w.a, "WATCH", "q")
     w.now += 0.099
@@ -345,7 +316,7 @@ def test_watching_an_expired_key_is_watching_a_missing_one(
     # multi.tcl "WATCH stale keys should not fail EXEC", "Delete WATCHed
     # stale keys should not fail EXEC", "FLUSHDB while watching stale keys
     # should not fail EXEC".
-    w.run(w.a, "t-rpush", "q", "1")
+    w.run(w.a, "rpush", "q", "1")
     w.run(w.a, "PEXPIRE", "q", 1)
     w.now += 0.002
     w.run(w.a, "WATCH", "q")
@@ -362,14 +333,14 @@ def test_watching_an_expired_key_is_watching_a_missing_one(
 def test_a_blocking_command_inside_multi_times_out_at_once(w: World) -> None:
     # multi.tcl "Blocking commands ignores the timeout".
     w.run(w.a, "MULTI")
-    assert w.run(w.a, "t-blpop", "q", 0) == QUEUED
-    w.run(w.a, "t-rpush", "q", "a")
-    assert w.run(w.a, "t-blpop", "q", 0) == QUEUED
+    assert w.run(w.a, "blpop", "q", 0) == QUEUED
+    w.run(w.a, "rpush", "q", "a")
+    assert w.run(w.a, "blpop", "q", 0) == QUEUED
     assert w.run(w.a, "EXEC") == [NULL_ARRAY, 1, [b"q", b"a"]]
 
 
 def test_outside_multi_the_stand_in_blocks(w: World) -> None:
-    assert isinstance(w.run(w.a, "t-blpop", "q", 0), Block)
+    assert isinstance(w.run(w.a, "blpop", "q", 0), Block)
 
 
 # ---------------------------------------------------------------- the log
@@ -378,10 +349,10 @@ def test_outside_multi_the_stand_in_blocks(w: World) -> None:
 def test_one_write_is_logged_alone(w: World) -> None:
     # multi.tcl "MULTI / EXEC is not propagated (single write command)".
     w.run(w.a, "MULTI")
-    w.run(w.a, "t-rpush", "q", "a")
+    w.run(w.a, "rpush", "q", "a")
     w.run(w.a, "EXISTS", "q")
     w.run(w.a, "EXEC")
-    assert w.logged == [(0, [b"RPUSH", b"q", b"a"])]
+    assert w.logged == [(0, [b"rpush", b"q", b"a"])]
 
 
 def test_writes_are_logged_inside_multi_exec(w: World) -> None:
@@ -389,16 +360,16 @@ def test_writes_are_logged_inside_multi_exec(w: World) -> None:
     # with SELECT)": each write keeps its database.
     w.run(w.a, "MULTI")
     w.run(w.a, "SELECT", 1)
-    w.run(w.a, "t-rpush", "q", "a")
+    w.run(w.a, "rpush", "q", "a")
     w.run(w.a, "EXISTS", "q")
     w.run(w.a, "SELECT", 2)
-    w.run(w.a, "t-rpush", "r", "b")
+    w.run(w.a, "rpush", "r", "b")
     w.run(w.a, "EXPIRE", "r", 10)
     w.run(w.a, "EXEC")
     assert w.logged == [
         (1, [b"MULTI"]),
-        (1, [b"RPUSH", b"q", b"a"]),
-        (2, [b"RPUSH", b"r", b"b"]),
+        (1, [b"rpush", b"q", b"a"]),
+        (2, [b"rpush", b"r", b"b"]),
         (2, [b"PEXPIREAT", b"r", b"1010000"]),
         (2, [b"EXEC"]),
     ]
@@ -427,11 +398,11 @@ def test_a_transaction_that_wrote_nothing_logs_nothing(
 
 def test_a_refused_transaction_logs_nothing(w: World) -> None:
     w.run(w.a, "WATCH", "q")
-    w.run(w.b, "t-rpush", "q", "a")
+    w.run(w.b, "rpush", "q", "a")
     w.logged.clear()
     w.run(w.a, "MULTI")
-    w.run(w.a, "t-rpush", "q", "b")
-    w.run(w.a, "t-rpush", "q", "c")
+    w.run(w.a, "rpush", "q", "b")
+    w.run(w.a, "rpush", "q", "c")
     w.run(w.a, "EXEC")
     assert w.logged == []
 
@@ -439,7 +410,7 @@ def test_a_refused_transaction_logs_nothing(w: World) -> None:
 def test_without_a_log(w: World) -> None:
     w.state.log = None
     w.run(w.a, "MULTI")
-    w.run(w.a, "t-rpush", "q", "a")
-    w.run(w.a, "t-rpush", "q", "b")
+    w.run(w.a, "rpush", "q", "a")
+    w.run(w.a, "rpush", "q", "b")
     assert w.run(w.a, "EXEC") == [1, 2]
     assert w.state.log is None

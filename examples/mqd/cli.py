@@ -47,12 +47,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="file mode of Unix sockets (default: 700, the owner only)",
     )
     parser.add_argument("--pidfile", type=Path, help="write the process id here")
-    parser.add_argument(
-        "--loop", choices=["auto", "asyncio", "uvloop"], default="auto"
-    )
-    parser.add_argument(
-        "--maxclients", type=_positive_int, default=10000, metavar="N"
-    )
+    parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto")
+    parser.add_argument("--maxclients", type=_positive_int, default=10000, metavar="N")
     parser.add_argument(
         "--timeout",
         type=_seconds,
@@ -125,10 +121,10 @@ def _seconds(text: str) -> float:
 
 
 def _password(args: argparse.Namespace) -> bytes | None:
-    if args.requirepass_file is not None:
-        return args.requirepass_file.read_bytes().rstrip(b"\r\n")
-    value = os.environ.get(PASSWORD_VARIABLE)
-    return value.encode() if value else None
+    path: Path | None = args.requirepass_file
+    if path is not None:
+        return path.read_bytes().rstrip(b"\r\n")
+    return os.environ.get(PASSWORD_VARIABLE, "").encode() or None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -96,7 +97,7 @@ class Session(aiosock.Protocol[Argv]):
         result = execute(self.client, argv)
         if isinstance(result, Block):
             self.daemon.park(self, result)
-        elif result is not commands.NO_REPLY:
+        elif result is not commands.NO_REPLY:  # type: ignore[comparison-overlap]
             self.answer(result)
         if self.client.close_after_reply:
             self.transport.close()
@@ -203,9 +204,11 @@ class Daemon:
                 if record.db != replayer.db_index:
                     execute(replayer, [b"SELECT", b"%d" % record.db])
                 result = execute(replayer, record.argv)
-                if isinstance(result, (Err, Block)):
-                    why = result.text.decode(errors="replace") if isinstance(result, Err) else "it blocked"
-                    raise aof.CorruptLog(path, record.offset, f"the command fails: {why}")
+                if isinstance(result, Err):
+                    why = result.text.decode(errors="replace")
+                    raise aof.CorruptLog(path, record.offset, f"it fails: {why}")
+                if isinstance(result, Block):
+                    raise aof.CorruptLog(path, record.offset, "it blocks")
                 count += 1
         finally:
             state.loading = False
@@ -305,10 +308,8 @@ class Daemon:
         for key in block.keys:
             line = self.blocked.get((db, key))
             if line is not None:
-                try:
+                with contextlib.suppress(ValueError):  # the key named twice
                     line.remove(session)
-                except ValueError:
-                    pass  # the same key named twice
                 if not line:
                     del self.blocked[(db, key)]
 
@@ -381,7 +382,9 @@ class Daemon:
                 self._idle_marks[session] = session.commands
                 self._idle_since[session] = now
             elif now - self._idle_since[session] >= timeout:
-                logger.debug("closing %s: idle for %g s", session.client.address, timeout)
+                logger.debug(
+                    "closing %s: idle for %g s", session.client.address, timeout
+                )
                 session.transport.close()
 
 

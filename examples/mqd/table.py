@@ -158,11 +158,15 @@ class State:
             b"timeout": b"0",
         }
         self.started = clock()
+        # While the log is replayed time stands still, as in Redis: no key
+        # expires half way through, and a deadline in the past is kept
+        # until the key is next read.
+        self.loading = False
         self.commands_processed = 0
         self.connections_received = 0
 
     def milliseconds(self) -> int:
-        return int(self.clock() * 1000)
+        return 0 if self.loading else int(self.clock() * 1000)
 
     def connect(self, deliver: Callable[[Reply], None], address: str = "") -> Client:
         """A new client, which gets out-of-band replies through ``deliver``."""
@@ -288,12 +292,18 @@ _ALLOWED_SUBSCRIBED = frozenset(
 
 
 def unknown_command(argv: Argv) -> Err:
-    """Redis's text, byte for byte: the name and up to 128 bytes of each arg."""
-    args = b"".join(b"'%s' " % arg[:128] for arg in argv[1:])
-    return Err(
-        b"ERR unknown command '%s', with args beginning with: %s"
-        % (argv[0][:128], args)
+    """Redis's text, byte for byte: the name, then arguments while the list
+    is under 128 bytes; CR and LF become spaces (an error is one line)."""
+    args = b""
+    for arg in argv[1:]:
+        if len(args) >= 128:
+            break
+        args += b"'%s' " % arg[: 128 - len(args)]
+    text = b"ERR unknown command '%s', with args beginning with: %s" % (
+        argv[0][:128],
+        args,
     )
+    return Err(text.replace(b"\r", b" ").replace(b"\n", b" "))
 
 
 def wrong_arity(name: str) -> Err:
