@@ -123,6 +123,17 @@ _SMALL_INTS = [b":%d\r\n" % n for n in range(1024)]
 
 def encode(reply: Reply, resp3: bool) -> bytes:
     """``reply`` in RESP3 if ``resp3``, else in RESP2."""
+    # The replies of the commands that run most (a push's length, a pop's
+    # element, OK) without building a list to join.
+    kind = type(reply)
+    if kind is int:
+        assert isinstance(reply, int)
+        return _SMALL_INTS[reply] if 0 <= reply < 1024 else b":%d\r\n" % reply
+    if kind is bytes:
+        assert isinstance(reply, bytes)
+        return b"$%d\r\n%s\r\n" % (len(reply), reply)
+    if reply is OK:
+        return b"+OK\r\n"
     out: list[bytes] = []
     _encode(reply, resp3, out)
     return out[0] if len(out) == 1 else b"".join(out)

@@ -81,7 +81,8 @@ class Session(aiosock.Protocol[Argv]):
     def connection_made(self, transport: Transport[Argv]) -> None:
         self.transport = transport
         address = transport.peer_address or transport.local_address
-        self.client = self.daemon.state.connect(self.deliver, str(address or ""))
+        self._state = self.daemon.state
+        self.client = self._state.connect(self.deliver, str(address or ""))
         self.daemon.sessions.add(self)
 
     def message_received(self, message: Argv) -> None:
@@ -93,15 +94,21 @@ class Session(aiosock.Protocol[Argv]):
         self.run(message)
 
     def run(self, argv: Argv) -> None:
+        # Once per command: what the common case reads is kept close.
         self.commands += 1
-        result = execute(self.client, argv)
-        if isinstance(result, Block):
+        client = self.client
+        result = execute(client, argv)
+        if type(result) is Block:
             self.daemon.park(self, result)
         elif result is not commands.NO_REPLY:  # type: ignore[comparison-overlap]
-            self.answer(result)
-        if self.client.close_after_reply:
+            data = encode(result, client.resp3)  # type: ignore[arg-type]
+            if self.held or self.daemon.holding:
+                self.daemon.write(self, data)
+            else:
+                self.transport.write(data)
+        if client.close_after_reply:
             self.transport.close()
-        if self.daemon.state.ready:
+        if self._state.ready:
             self.daemon.serve_ready()
 
     def answer(self, reply: Reply) -> None:
@@ -148,6 +155,9 @@ class Daemon:
         self.sessions: set[Session] = set()
         self.blocked: dict[tuple[int, bytes], collections.deque[Session]] = {}
         self.log: aof.AppendOnlyLog | None = None
+        # Whether replies go through write() (there is a log to commit
+        # first); without one a session writes straight to its transport.
+        self.holding = False
         self._holding: set[Session] = set()
         self._commit_scheduled = False
         self._serving = False
@@ -173,6 +183,7 @@ class Daemon:
                 config.appendonly, fsync=aof.Fsync(config.appendfsync)
             )
             self.state.log = self.log.append
+            self.holding = True
             self.state.config[b"appendonly"] = b"yes"
         limits = Limits(max_connections=config.maxclients)
         self._server = await aiosock.create_server(
