@@ -693,15 +693,21 @@ async def test_a_protocol_that_closes_mid_batch_gets_no_more_messages(
 async def test_only_a_read_that_completes_messages_batches_the_replies(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The adapter holds the replies of one read itself and flushes before
+    # it returns: no end-of-turn flush is scheduled (Transport.batch).
     batches = 0
-    batch = Transport.batch
+    hold = Transport._hold
 
     def counting(self: Transport) -> None:
         nonlocal batches
         batches += 1
-        batch(self)
+        hold(self)
 
-    monkeypatch.setattr(Transport, "batch", counting)
+    def scheduling(self: Transport) -> None:
+        raise AssertionError("a read scheduled a flush")
+
+    monkeypatch.setattr(Transport, "_hold", counting)
+    monkeypatch.setattr(Transport, "batch", scheduling)
     left, right = socket.socketpair()
     recorder = Recorder()
     adapter = StreamAdapter(recorder, Lines(), Limits())

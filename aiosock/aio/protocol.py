@@ -251,6 +251,15 @@ class Transport(Generic[T]):
             self._batch_size = 0
             self._loop.call_soon(self.flush)
 
+    def _hold(self) -> None:
+        # batch() for a caller that flushes before it returns (the adapter,
+        # around the messages of one read): no end-of-turn flush to
+        # schedule, which would be a loop callback per read for nothing.
+        if self._batch is None:
+            self._batch = []
+            self.batching = True
+            self._batch_size = 0
+
     def flush(self) -> None:
         """Write what :meth:`batch` held back, in one call; end the batch."""
         held = self._batch
@@ -486,7 +495,7 @@ class StreamAdapter(asyncio.Protocol, Generic[T]):
             return
         deliver = self._deliver
         transport = self.transport
-        transport.batch()  # one write for the replies to the whole batch
+        transport._hold()  # one write for the replies to the whole batch
         try:
             for message in messages:
                 if self._closing:  # the protocol closed the connection mid-batch
