@@ -271,3 +271,51 @@ def test_the_log_loads_into_a_real_redis(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.communicate(timeout=30)
+
+
+def readme_blocks() -> tuple[str, str]:
+    """The daemon section's start command and its redis-py program."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## The message-queue daemon", 1)[1].split("\n## ", 1)[0]
+    start = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    program = section.split("```python\n", 1)[1].split("```", 1)[0]
+    return start, program
+
+
+@pytest.mark.timeout(60)
+def test_the_readme_daemon_and_its_queue_run_as_written() -> None:
+    start, program = readme_blocks()
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 6380)) == 0:
+            pytest.skip("something listens on the README's port 6380 already")
+    for leftover in (Path("/tmp/mqd.aof"), Path("/tmp/mqd.sock")):
+        leftover.unlink(missing_ok=True)
+    # "python" as the reader's shell finds it: this interpreter's.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    daemon = subprocess.Popen(
+        ["bash", "-c", f"exec {start}"],
+        cwd=ROOT,
+        env={**os.environ, "PATH": path},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert daemon.stdout is not None
+        first = daemon.stdout.readline()
+        assert first == "listening on tcp://127.0.0.1:6380\n", daemon.stderr
+        assert daemon.stdout.readline() == "listening on unix:///tmp/mqd.sock\n"
+        done = subprocess.run(
+            [sys.executable, "-c", program], capture_output=True, text=True, timeout=30
+        )
+        assert done.stdout == "working on b'resize photo 1'\n", done
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=30)
+        assert daemon.returncode == 0, err
+        log = Path("/tmp/mqd.aof").read_bytes()
+        assert b"$14\r\nresize photo 1\r\n" in log  # what redis-cli --pipe takes
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+        Path("/tmp/mqd.aof").unlink(missing_ok=True)

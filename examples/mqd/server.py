@@ -11,9 +11,9 @@ what spans connections and time:
   blocked client gives it the timeout reply; a client that goes away is
   forgotten. Commands a blocked client pipelined wait their turn.
 - the append-only log: writes are buffered as they happen and written at
-  the end of the loop turn. With ``appendfsync always`` the replies of
-  that turn are held until the write and one fsync are done (group
-  commit: one fsync serves every client of the turn).
+  the end of the loop turn, and the replies of that turn wait for it; with
+  ``appendfsync always`` they wait for one fsync too (group commit: one
+  fsync serves every client of the turn).
 - the idle timeout (``--timeout``), as Redis applies it: not to blocked
   clients nor to subscribers, which wait by design.
 - shutdown: aiosock's own (``aiosock.run`` turns SIGTERM and SIGINT into
@@ -249,17 +249,19 @@ class Daemon:
     # ------------------------------------------------------------ replies
 
     def write(self, session: Session, data: bytes) -> None:
-        """Send ``data`` now, or after the log's fsync when it must wait."""
+        """Send ``data`` now, or once the log has what the turn wrote.
+
+        As in Redis, no reply leaves while writes of this turn are only in
+        memory: they reach the file (and, with ``always``, the disk) at the
+        end of the turn, and the replies after them. A process that dies
+        has then acknowledged nothing the kernel does not have.
+        """
         log = self.log
-        if session.held or (
-            log is not None and log.policy is aof.Fsync.ALWAYS and log.pending
-        ):
+        if session.held or (log is not None and log.pending):
             session.held.append(data)
             self._holding.add(session)
             self._schedule_commit()
             return
-        if log is not None and log.pending:
-            self._schedule_commit()
         session.transport.write(data)
 
     def _schedule_commit(self) -> None:
