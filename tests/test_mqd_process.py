@@ -24,6 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 MQD = ROOT / "examples" / "mqd"
 
 
+# The daemon's own loop (the test's is chosen by the conftest).
+LOOPS = pytest.mark.parametrize("daemon_loop", ["asyncio", "uvloop"])
+
+
 def needs(program: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(
         shutil.which(program) is None, reason=f"{program} is not installed"
@@ -97,10 +101,13 @@ def test_a_bad_address_is_one_line() -> None:
     assert "Traceback" not in done.stderr
 
 
+@LOOPS
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
-def test_a_signal_stops_it_cleanly(tmp_path: Path, signum: signal.Signals) -> None:
+def test_a_signal_stops_it_cleanly(
+    tmp_path: Path, signum: signal.Signals, daemon_loop: str
+) -> None:
     pidfile = tmp_path / "mqd.pid"
-    with mqd(tmp_path, "--pidfile", str(pidfile)) as running:
+    with mqd(tmp_path, "--pidfile", str(pidfile), "--loop", daemon_loop) as running:
         assert pidfile.read_text() == f"{running.process.pid}\n"
         client = redis.Redis(port=running.port, protocol=3)
         with client:
@@ -141,9 +148,12 @@ def test_redis_cli_with_a_password_from_the_environment(tmp_path: Path) -> None:
 
 
 @needs("redis-benchmark")
+@LOOPS
 @pytest.mark.timeout(120)
-def test_redis_benchmark_runs_with_zero_errors(tmp_path: Path) -> None:
-    with mqd(tmp_path) as running:
+def test_redis_benchmark_runs_with_zero_errors(
+    tmp_path: Path, daemon_loop: str
+) -> None:
+    with mqd(tmp_path, "--loop", daemon_loop) as running:
         tests = "ping_inline,ping_mbulk,lpush,rpush,lpop,rpop"
         for pipeline in ("1", "16"):
             run = subprocess.run(
@@ -187,10 +197,13 @@ async def push_until_killed(
         await client.aclose(close_connection_pool=True)
 
 
+@LOOPS
 @pytest.mark.timeout(120)
-async def test_every_acknowledged_push_survives_a_kill(tmp_path: Path) -> None:
+async def test_every_acknowledged_push_survives_a_kill(
+    tmp_path: Path, daemon_loop: str
+) -> None:
     log = tmp_path / "mqd.aof"
-    args = ("--appendonly", str(log), "--appendfsync", "always")
+    args = ("--appendonly", str(log), "--appendfsync", "always", "--loop", daemon_loop)
     acked: dict[str, list[int]] = {f"list-{n}": [] for n in range(4)}
     enough = asyncio.Event()  # one client has 100 pushes acknowledged
     with mqd(tmp_path, *args) as running:

@@ -230,3 +230,43 @@ async def test_a_client_that_vanishes_while_blocked_is_forgotten(
     async with pusher:
         assert await pusher.rpush("q", "kept") == 1
         assert await pusher.lrange("q", 0, -1) == [b"kept"]
+
+
+async def test_a_restart_after_a_rewrite_gives_back_the_same_data(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "mqd.aof"
+    options = {"appendonly": str(log), "appendfsync": "always"}
+    daemon = await start(tmp_path, rewrite_min_size=4096, **options)
+    expected: dict[str, list[bytes | str]] = {}
+    try:
+        client = client_for(daemon, 3)
+        async with client:
+            for n in range(200):  # pushes and pops: the log outgrows the data
+                await client.rpush(f"q{n % 5}", b"x" * 50, f"{n}")
+                await client.lpop(f"q{n % 5}")
+            # The cron starts rewrites and installs them; writes go on
+            # meanwhile, and some of them while one runs.
+            assert daemon.log is not None
+            rewrites, during = daemon.rewrites, 0
+            async with asyncio.timeout(20):
+                n = 0
+                while daemon.rewrites == rewrites or not during:
+                    during += daemon.log.rewrite_fd is not None
+                    await client.rpush("during", f"{n}")
+                    n += 1
+            await client.rpush("after", "last")
+            await client.expire("after", 3600)
+            for key in [f"q{n}" for n in range(5)] + ["during", "after"]:
+                expected[key] = await client.lrange(key, 0, -1)
+    finally:
+        await daemon.aclose()
+    daemon = await start(tmp_path, **options)
+    try:
+        client = client_for(daemon, 2)
+        async with client:
+            for key, values in expected.items():
+                assert await client.lrange(key, 0, -1) == values
+            assert 0 < await client.ttl("after") <= 3600
+    finally:
+        await daemon.aclose()

@@ -63,6 +63,9 @@ class Config:
     appendfsync: str = "everysec"
     requirepass: bytes | None = None
     grace: float = 10.0
+    # The log is rewritten once it doubled and passed this (Redis's
+    # auto-aof-rewrite-min-size); smaller for tests.
+    rewrite_min_size: int = aof.REWRITE_MIN_SIZE
 
 
 class Session(aiosock.Protocol[Argv]):
@@ -168,6 +171,7 @@ class Daemon:
         # Group commit, measured: fsyncs done and replies they released.
         self.fsyncs = 0
         self.fsynced_sessions = 0
+        self.rewrites = 0  # of the log, done
 
     @property
     def addresses(self) -> list[aiosock.Address]:
@@ -180,7 +184,9 @@ class Daemon:
         if config.appendonly is not None:
             self._load(config.appendonly)
             self.log = aof.AppendOnlyLog(
-                config.appendonly, fsync=aof.Fsync(config.appendfsync)
+                config.appendonly,
+                fsync=aof.Fsync(config.appendfsync),
+                rewrite_min_size=config.rewrite_min_size,
             )
             self.state.log = self.log.append
             self.holding = True
@@ -241,6 +247,14 @@ class Daemon:
         if self._server is not None:
             await self._server.aclose(self.config.grace)
         self.commit()
+        if self.fsyncs:
+            logger.info(
+                "group commit: %d fsyncs released the replies of %d clients "
+                "(%.1f per fsync)",
+                self.fsyncs,
+                self.fsynced_sessions,
+                self.fsynced_sessions / self.fsyncs,
+            )
         if self.log is not None:
             self.log.close()
             self.log = None
@@ -379,7 +393,8 @@ class Daemon:
             self._close_idle(loop.time())
         log = self.log
         if log is not None:
-            log.poll_rewrite()
+            if log.poll_rewrite():
+                self.rewrites += 1
             if log.rewrite_needed():
                 dbs = self.state.dbs
                 log.start_rewrite(lambda: aof.rewrite_commands(dbs))
