@@ -134,6 +134,26 @@ def test_redis_cli_works_over_tcp_and_unix(tmp_path: Path) -> None:
         stop(running)
 
 
+def test_the_unix_socket_is_the_owners_alone(tmp_path: Path) -> None:
+    with mqd(tmp_path) as running:
+        assert running.unix.stat().st_mode & 0o777 == 0o700
+        stop(running)
+
+
+@needs("redis-benchmark")
+def test_redis_benchmark_with_a_password(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    with mqd(tmp_path, "--requirepass-file", str(secret)) as running:
+        base = ["redis-benchmark", "-p", str(running.port), "-t", "lpush", "-n", "500"]
+        run = subprocess.run(
+            [*base, "-a", "s3cret", "-q"], capture_output=True, text=True, timeout=60
+        )
+        assert "requests per second" in run.stdout, run
+        assert "error" not in (run.stdout + run.stderr).lower(), run
+        stop(running)
+
+
 @needs("redis-cli")
 def test_redis_cli_with_a_password_from_the_environment(tmp_path: Path) -> None:
     with mqd(tmp_path, env={"MQD_PASSWORD": "s3cret"}) as running:

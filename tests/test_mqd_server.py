@@ -176,8 +176,22 @@ async def test_publish_fans_out_to_every_subscriber(daemon: Daemon) -> None:
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"*1\r\n$-5\r\n", b"*1\r\nxyz\r\n", b"*99999999999\r\n", b'"unbalanced\r\n'],
-    ids=["bulk-length", "not-a-bulk", "multibulk-length", "quotes"],
+    [
+        b"*1\r\n$-5\r\n",
+        b"*1\r\nxyz\r\n",
+        b"*99999999999\r\n",
+        b'"unbalanced\r\n',
+        b"*1\r\n$536870913\r\n",  # one byte over Redis's 512 MiB
+        b"PING " + b"x" * 70_000,  # an inline line over 64 KiB, not ended
+    ],
+    ids=[
+        "bulk-length",
+        "not-a-bulk",
+        "multibulk-length",
+        "quotes",
+        "oversize",
+        "inline",
+    ],
 )
 async def test_malformed_input_closes_only_that_connection(
     daemon: Daemon, garbage: bytes
