@@ -1,12 +1,8 @@
-"""Pub/sub through mqd.table.execute: replies, fan-out, counts, the glob."""
+"""Pub/sub through mqd.table.execute: replies, fan-out, counts."""
 
 from __future__ import annotations
 
-import re
-
-from hypothesis import given
-from hypothesis import strategies as st
-from mqd.pubsub import NO_REPLY, glob_match
+from mqd.pubsub import NO_REPLY
 from mqd.replies import Err, Push, Reply, encode
 from mqd.table import Client, State, execute
 
@@ -194,55 +190,3 @@ def test_arity() -> None:
         assert execute(client, argv) == Err(
             b"ERR wrong number of arguments for '%s' command" % name
         )
-
-
-# ------------------------------------------------------------------- glob
-
-
-def test_glob_like_redis() -> None:
-    cases = [
-        (b"h?llo", b"hello", True),
-        (b"h?llo", b"hllo", False),
-        (b"h*llo", b"hllo", True),
-        (b"h*llo", b"heeeello", True),
-        (b"h[ae]llo", b"hallo", True),
-        (b"h[ae]llo", b"hillo", False),
-        (b"h[^e]llo", b"hallo", True),
-        (b"h[^e]llo", b"hello", False),
-        (b"h[a-b]llo", b"hbllo", True),
-        (b"h[b-a]llo", b"hallo", True),  # a reversed range is swapped
-        (b"h[a-b]llo", b"hcllo", False),
-        (b"h\\*llo", b"h*llo", True),
-        (b"h\\*llo", b"hello", False),
-        (b"[\\]]", b"]", True),
-        (b"*", b"", False),  # Redis's loop never starts on an empty string
-        (b"**", b"x", True),
-        (b"a*", b"", False),
-        (b"", b"", True),
-        (b"", b"a", False),
-        (b"a*b*c", b"aXXbYYc", True),
-        (b"a*b*c", b"aXXbYY", False),
-        (b"a*a*a*a*a*a*a*a*b", b"a" * 60, False),  # and quickly
-        (b"[abc", b"b", True),  # unclosed: its bytes still a class
-        (b"[", b"[", False),
-        (b"[^", b"x", True),
-        (b"x\\", b"x\\", True),  # a trailing escape is itself
-        (b"news.*", b"news.tech", True),
-        (b"news.*", b"sport.news", False),
-    ]
-    for pattern, string, expected in cases:
-        assert glob_match(pattern, string) is expected, (pattern, string)
-
-
-@given(
-    st.text(alphabet="ab*?", max_size=8).map(str.encode),
-    st.text(alphabet="ab", min_size=1, max_size=10).map(str.encode),
-)
-def test_glob_agrees_with_a_regular_expression(pattern: bytes, string: bytes) -> None:
-    # A non-empty string: an empty one matches only the empty pattern.
-    expression = b"".join(
-        b".*" if char == b"*" else b"." if char == b"?" else re.escape(char)
-        for char in (pattern[i : i + 1] for i in range(len(pattern)))
-    )
-    expected = re.fullmatch(expression, string, re.DOTALL) is not None
-    assert glob_match(pattern, string) is expected

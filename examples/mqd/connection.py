@@ -17,12 +17,12 @@ import hashlib
 import hmac
 import os
 import platform
-import re
 import secrets
 import struct
 from collections.abc import Callable
 
-from mqd.pubsub import glob_match, unsubscribe_all
+from mqd.args import SYNTAX_ERROR, glob_match, parse_int, parse_long
+from mqd.pubsub import unsubscribe_all
 from mqd.replies import OK, Err, Map, Reply, Set, Simple, Verbatim
 from mqd.table import (
     COMMANDS,
@@ -48,7 +48,6 @@ REDIS_VERSION = b"7.2.0"
 # Redis's run_id: random, one per server process (one State per process).
 _RUN_ID = secrets.token_hex(20).encode()
 
-SYNTAX_ERROR = Err(b"ERR syntax error")
 WRONGPASS = Err(b"WRONGPASS invalid username-password pair or user is disabled.")
 _NO_PASSWORD = Err(
     b"ERR AUTH <password> called without any password configured for the "
@@ -150,9 +149,11 @@ def hello(client: Client, argv: Argv) -> Reply:
     """
     version = 0
     if len(argv) >= 2:
-        parsed = _integer(argv[1])
-        if parsed is None:
-            return Err(b"ERR Protocol version is not an integer or out of range")
+        parsed = parse_long(
+            argv[1], message=b"Protocol version is not an integer or out of range"
+        )
+        if isinstance(parsed, Err):
+            return parsed
         if parsed not in (2, 3):
             return Err(b"NOPROTO unsupported protocol version")
         version = parsed
@@ -340,7 +341,7 @@ def client_list(client: Client, argv: Argv) -> Reply:
             c for c in chosen if (b"pubsub" if c.subscribed else b"normal") == kind
         ]
     elif len(argv) > 3 and argv[2].lower() == b"id":
-        ids = [_integer(arg) for arg in argv[3:]]
+        ids = [parse_int(arg) for arg in argv[3:]]
         if None in ids:
             return Err(b"ERR Invalid client ID")
         chosen = [state.clients[i] for i in ids if i in state.clients]
@@ -679,17 +680,6 @@ _SECTIONS: list[tuple[bytes, Callable[[State], list[tuple[str, object]]]]] = [
 
 
 # ---------------------------------------------------------------- helpers
-
-_INTEGER = re.compile(rb"-?[1-9][0-9]*|0")
-
-
-def _integer(arg: bytes) -> int | None:
-    """``arg`` as Redis's ``string2ll`` reads it (no sign, space or leading
-    zero), or None; within a signed 64-bit integer."""
-    if _INTEGER.fullmatch(arg) is None:
-        return None
-    value = int(arg)
-    return value if -(2**63) <= value < 2**63 else None
 
 
 def _printable(value: bytes) -> bool:

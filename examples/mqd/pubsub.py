@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import attrs
 
+from mqd.args import glob_match
 from mqd.table import Argv, Client, command
 
-__all__ = ["NO_REPLY", "NoReply", "glob_match", "unsubscribe_all"]
+__all__ = ["NO_REPLY", "NoReply", "unsubscribe_all"]
 
 
 @attrs.frozen
@@ -138,103 +139,3 @@ def _leave(registry: dict[bytes, set[Client]], name: bytes, client: Client) -> N
         members.discard(client)
         if not members:
             del registry[name]
-
-
-# ------------------------------------------------------------------- glob
-#
-# A stand-in for mqd.keys.glob_match, written concurrently: import that
-# instead once it is merged, and delete this section.
-
-
-def glob_match(pattern: bytes, string: bytes) -> bool:
-    """Whether ``string`` matches ``pattern`` as Redis's ``stringmatchlen``
-    (src/util.c) has it: ``*``, ``?``, ``[abc]``, ``[^a-z]``, ``\\x``.
-
-    An unclosed ``[``, a trailing ``\\`` and the empty string (which only
-    the empty pattern matches, not even ``*``) behave as in Redis. For the
-    case-insensitive match (CONFIG GET) lower both sides: Redis's
-    ``nocase`` is ASCII ``tolower`` on each side, ranges included.
-    """
-    return _match(pattern, 0, string, 0, _Give(), 0)
-
-
-@attrs.define
-class _Give:
-    # Set once a '*' found no way to match the rest of the pattern anywhere
-    # in the rest of the string: every earlier '*' can stop trying too,
-    # which keeps patterns like a*a*a*a*b linear rather than exponential.
-    up: bool = False
-
-
-_STAR, _ANY, _OPEN, _CLOSE, _NOT, _RANGE, _ESCAPE = b"*?[]^-\\"
-
-
-def _match(
-    pattern: bytes, p: int, string: bytes, s: int, give: _Give, depth: int
-) -> bool:
-    if depth > 1000:  # Redis's protection against abusive patterns
-        return False
-    plen, slen = len(pattern), len(string)
-    while p < plen and s < slen:
-        char = pattern[p]
-        if char == _STAR:
-            while p + 1 < plen and pattern[p + 1] == _STAR:
-                p += 1
-            if p + 1 == plen:
-                return True
-            while s < slen:
-                if _match(pattern, p + 1, string, s, give, depth + 1):
-                    return True
-                if give.up:
-                    return False
-                s += 1
-            give.up = True
-            return False
-        if char == _ANY:
-            s += 1
-        elif char == _OPEN:
-            p = _bracket(pattern, p + 1, string[s])
-            if p < 0:
-                return False
-            s += 1
-        else:
-            if char == _ESCAPE and plen - p >= 2:
-                p += 1
-            if pattern[p] != string[s]:
-                return False
-            s += 1
-        p += 1
-        if s == slen:
-            while p < plen and pattern[p] == _STAR:
-                p += 1
-            break
-    return p == plen and s == slen
-
-
-def _bracket(pattern: bytes, p: int, char: int) -> int:
-    """Match ``char`` against the class opening at ``p`` (after ``[``):
-    the index of its ``]`` (or of its last byte when unclosed), -1 if no
-    match."""
-    plen = len(pattern)
-    negate = p < plen and pattern[p] == _NOT
-    if negate:
-        p += 1
-    found = False
-    while True:
-        if p >= plen:  # unclosed: stop on the last byte, as Redis does
-            p -= 1
-            break
-        here = pattern[p]
-        if here == _ESCAPE and plen - p >= 2:
-            p += 1
-            found |= pattern[p] == char
-        elif here == _CLOSE:
-            break
-        elif plen - p >= 3 and pattern[p + 1] == _RANGE:
-            low, high = sorted((here, pattern[p + 2]))
-            found |= low <= char <= high
-            p += 2
-        else:
-            found |= here == char
-        p += 1
-    return p if found != negate else -1
