@@ -9,7 +9,18 @@ import mqd.pubsub
 import pytest
 from mqd.connection import REDIS_VERSION
 from mqd.replies import OK, Err, Map, Reply, Set, Simple, Verbatim, encode
-from mqd.table import COMMANDS, NOAUTH, Block, Client, Flag, Spec, State, execute
+from mqd.table import (
+    COMMANDS,
+    NO_REPLY,
+    NOAUTH,
+    Block,
+    Client,
+    Flag,
+    NoReply,
+    Spec,
+    State,
+    execute,
+)
 
 assert mqd.pubsub  # imported for its commands
 
@@ -22,8 +33,13 @@ def connect(state: State | None = None) -> Client:
 
 def run(client: Client, *argv: bytes) -> Reply:
     result = execute(client, list(argv))
-    assert not isinstance(result, Block)
+    assert not isinstance(result, Block | NoReply)
     return result
+
+
+def run_pushed(client: Client, *argv: bytes) -> None:
+    """Run a command whose replies are all pushed ((UN)SUBSCRIBE)."""
+    assert execute(client, list(argv)) is NO_REPLY
 
 
 def pairs(reply: Reply) -> dict[Reply, Reply]:
@@ -54,7 +70,7 @@ def test_ping_and_echo() -> None:
 
 def test_ping_in_pub_sub_mode() -> None:
     client = connect()
-    run(client, b"SUBSCRIBE", b"c")
+    run_pushed(client, b"SUBSCRIBE", b"c")
     # RESP2: an array, which a subscriber can tell from its messages
     assert run(client, b"PING") == [b"pong", b""]
     assert run(client, b"PING", b"hey") == [b"pong", b"hey"]
@@ -62,7 +78,7 @@ def test_ping_in_pub_sub_mode() -> None:
     client.resp3 = True
     assert run(client, b"PING") == Simple(b"PONG")
     client.resp3 = False
-    run(client, b"UNSUBSCRIBE")
+    run_pushed(client, b"UNSUBSCRIBE")
     assert run(client, b"PING") == Simple(b"PONG")
 
 
@@ -227,8 +243,8 @@ def test_reset_makes_the_connection_new() -> None:
     client = connect(state)
     run(client, b"HELLO", b"3", b"AUTH", b"default", b"secret", b"SETNAME", b"me")
     run(client, b"CLIENT", b"SETINFO", b"LIB-NAME", b"redis-py")
-    run(client, b"SUBSCRIBE", b"c")
-    run(client, b"PSUBSCRIBE", b"c*")
+    run_pushed(client, b"SUBSCRIBE", b"c")
+    run_pushed(client, b"PSUBSCRIBE", b"c*")
     client.db_index = 3
     state.watchers[(3, b"k")] = {client}  # as WATCH leaves them
     client.watched.add((3, b"k"))
@@ -257,7 +273,7 @@ def test_reset_keeps_authentication_without_a_password() -> None:
 
 def test_reset_and_quit_are_allowed_in_resp2_subscribed_mode() -> None:
     client = connect()
-    run(client, b"SUBSCRIBE", b"c")
+    run_pushed(client, b"SUBSCRIBE", b"c")
     assert run(client, b"RESET") == Simple(b"RESET")
     assert run(client, b"ECHO", b"free") == b"free"
 
@@ -301,8 +317,8 @@ def test_client_list() -> None:
     first, second = connect(state), connect(state)
     run(first, b"CLIENT", b"SETNAME", b"one")
     second.resp3 = True  # so that it may ask CLIENT INFO while subscribed
-    run(second, b"SUBSCRIBE", b"a", b"b")
-    run(second, b"PSUBSCRIBE", b"p*")
+    run_pushed(second, b"SUBSCRIBE", b"a", b"b")
+    run_pushed(second, b"PSUBSCRIBE", b"p*")
     state.clock = lambda: 1_042.0
     listing = text(run(first, b"CLIENT", b"LIST"))
     assert listing.endswith(b"\n")

@@ -11,7 +11,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from mqd.replies import NULL_ARRAY, OK, Err, Reply, encode
-from mqd.table import COMMANDS, Argv, Block, Client, Flag, State, execute, run_queued
+from mqd.table import (
+    COMMANDS,
+    Argv,
+    Block,
+    Client,
+    Flag,
+    NoReply,
+    State,
+    execute,
+    run_queued,
+)
 
 NOT_INTEGER = Err(b"ERR value is not an integer or out of range")
 MUST_BE_POSITIVE = Err(b"ERR value is out of range, must be positive")
@@ -37,7 +47,9 @@ class World:
 
     def run(self, *words: str, client: Client | None = None) -> Reply | Block:
         argv = [word.encode() for word in words]
-        return execute(client or self.client, argv)
+        reply = execute(client or self.client, argv)
+        assert not isinstance(reply, NoReply)  # no list command pushes
+        return reply
 
     def __call__(self, *words: str) -> Reply:
         reply = self.run(*words)

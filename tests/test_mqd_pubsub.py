@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from mqd.pubsub import NO_REPLY
+import mqd.pubsub  # noqa: F401  (registers the commands)
 from mqd.replies import Err, Push, Reply, encode
-from mqd.table import Client, State, execute
+from mqd.table import NO_REPLY, Block, Client, NoReply, State, execute
 
 
-def run(client: Client, argv: list[bytes]) -> object:
-    # object: the table's types do not know NO_REPLY yet.
-    return execute(client, argv)
+def run(client: Client, argv: list[bytes]) -> Reply | NoReply:
+    result = execute(client, argv)
+    assert not isinstance(result, Block)
+    return result
 
 
 def connect(state: State) -> tuple[Client, list[Reply]]:
@@ -190,3 +191,9 @@ def test_arity() -> None:
         assert execute(client, argv) == Err(
             b"ERR wrong number of arguments for '%s' command" % name
         )
+
+
+def test_no_reply_is_where_the_server_looks_for_it() -> None:
+    import mqd.commands
+
+    assert mqd.commands.NO_REPLY is NO_REPLY

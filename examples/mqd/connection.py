@@ -30,6 +30,7 @@ from mqd.table import (
     Block,
     Client,
     Flag,
+    NoReply,
     Spec,
     State,
     command,
@@ -247,7 +248,7 @@ def _dispatch(client: Client, argv: Argv) -> Reply:
     if (spec.arity > 0 and len(argv) != spec.arity) or len(argv) < -spec.arity:
         return wrong_arity(spec.name)
     result = spec.run(client, argv)
-    assert not isinstance(result, Block)  # no subcommand blocks
+    assert not isinstance(result, Block | NoReply)  # no subcommand blocks or pushes
     return result
 
 

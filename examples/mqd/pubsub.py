@@ -3,10 +3,11 @@
 A (un)subscribe command answers with one message per channel or pattern
 (``[b"subscribe", channel, count]``), as Redis does; so it sends them
 through ``client.push`` (a RESP3 push, a plain array in RESP2) and returns
-:data:`NO_REPLY`, which tells the server that nothing more is written for
-this command. PUBLISH pushes ``[b"message", channel, data]`` to each
-subscriber of the channel and ``[b"pmessage", pattern, channel, data]`` to
-each subscriber of a matching pattern, and answers how many messages it
+:data:`mqd.table.NO_REPLY`, which tells the server that nothing more is
+written for this command (inside EXEC the messages take its reply's
+place). PUBLISH pushes ``[b"message", channel, data]`` to each subscriber
+of the channel and ``[b"pmessage", pattern, channel, data]`` to each
+subscriber of a matching pattern, and answers how many messages it
 pushed: a client that hears the channel and two matching patterns is
 counted three times, as in Redis.
 
@@ -17,20 +18,10 @@ only (un)subscribe, PING, QUIT and RESET) is :func:`mqd.table.execute`'s.
 
 from __future__ import annotations
 
-import attrs
-
 from mqd.args import glob_match
-from mqd.table import Argv, Client, command
+from mqd.table import NO_REPLY, Argv, Client, NoReply, command
 
-__all__ = ["NO_REPLY", "NoReply", "unsubscribe_all"]
-
-
-@attrs.frozen
-class NoReply:
-    """A command's replies were all pushed: the server writes nothing more."""
-
-
-NO_REPLY = NoReply()
+__all__ = ["unsubscribe_all"]
 
 
 @command("subscribe", arity=-2, flags="pubsub loading", keys=(0, 0, 0))

@@ -19,7 +19,8 @@ clients blocked on the key get a chance) and ``client.propagate(argv)``
 the same data; BLPOP served later is logged as the LPOP it was). A
 blocking command that finds nothing returns a :class:`Block`; the server
 parks the client and calls ``Block.retry`` in FIFO order as the keys are
-pushed to.
+pushed to. A command that pushed all its replies (SUBSCRIBE) returns
+:data:`NO_REPLY`: the server writes nothing more for it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import enum
 import itertools
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -37,10 +38,12 @@ from mqd.replies import NULL_ARRAY, QUEUED, Err, Push, Reply
 
 __all__ = [
     "COMMANDS",
+    "NO_REPLY",
     "Argv",
     "Block",
     "Client",
     "Flag",
+    "NoReply",
     "Spec",
     "State",
     "command",
@@ -73,7 +76,7 @@ class Spec:
     name: str
     arity: int
     flags: Flag
-    run: Callable[[Client, Argv], Reply | Block]
+    run: Callable[[Client, Argv], Reply | Block | NoReply]
     summary: str
     first_key: int = 1
     last_key: int = 1
@@ -124,6 +127,21 @@ class Block:
     timeout: float
     retry: Callable[[], Reply | None]
     timeout_reply: Reply = NULL_ARRAY
+
+
+class NoReply(enum.Enum):
+    """The command's replies were all pushed (SUBSCRIBE and its kin send one
+    message per channel through ``client.push``): the server writes nothing
+    more for it. Inside EXEC those messages take the place of its reply.
+
+    An enum of one member so that ``result is not NO_REPLY`` narrows the
+    type for mypy, as no comparison with a plain instance does.
+    """
+
+    NO_REPLY = "no reply"
+
+
+NO_REPLY: Final = NoReply.NO_REPLY
 
 
 class State:
@@ -326,7 +344,7 @@ def check(client: Client, argv: Argv) -> Spec | Err:
     return spec
 
 
-def execute(client: Client, argv: Argv) -> Reply | Block:
+def execute(client: Client, argv: Argv) -> Reply | Block | NoReply:
     """Run one command for ``client``, with Redis's rules around it."""
     state = client.state
     state.commands_processed += 1
@@ -352,7 +370,7 @@ def execute(client: Client, argv: Argv) -> Reply | Block:
     return spec.run(client, argv)
 
 
-def run_queued(client: Client, argv: Argv) -> Reply:
+def run_queued(client: Client, argv: Argv) -> Reply | NoReply:
     """Run a command EXEC took from the queue (checked when it was queued).
 
     A blocking command acts as if its timeout ran out at once, as in Redis.
