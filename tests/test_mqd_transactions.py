@@ -342,6 +342,15 @@ def test_a_blocking_command_inside_multi_times_out_at_once(w: World) -> None:
     assert w.run(w.a, "EXEC") == [NULL_ARRAY, 1, [b"q", b"a"]]
 
 
+def test_blocking_moves_inside_multi_answer_the_null_bulk_string(w: World) -> None:
+    # Redis: BLMOVE and BRPOPLPUSH give $-1 inside MULTI, BLPOP *-1.
+    w.run(w.a, "MULTI")
+    w.run(w.a, "blmove", "q", "p", "LEFT", "LEFT", 0)
+    w.run(w.a, "brpoplpush", "q", "p", 0)
+    w.run(w.a, "blpop", "q", 0)
+    assert encode(w.run(w.a, "EXEC"), False) == b"*3\r\n$-1\r\n$-1\r\n*-1\r\n"
+
+
 def test_outside_multi_the_stand_in_blocks(w: World) -> None:
     assert isinstance(w.run(w.a, "blpop", "q", 0), Block)
 

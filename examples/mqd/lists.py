@@ -104,20 +104,28 @@ def _move(
 
 
 def _wait(
-    keys: Iterable[bytes], timeout: float, attempt: Callable[[], Reply | None]
+    keys: Iterable[bytes],
+    timeout: float,
+    attempt: Callable[[], Reply | None],
+    *,
+    moves: bool = False,
 ) -> Reply | Block:
     """Try now; if nothing is there, block on ``keys`` with the same try.
 
     Each key once, as Redis's blockForKeys() skips repeats (BLPOP k k 0).
     On timeout the null array, which Redis gives every blocked list command
     (replyToBlockedClientTimedOut() in src/blocked.c), BLMOVE's too: ``*-1``
-    in RESP2. Inside MULTI Redis's BLMOVE and BRPOPLPUSH give ``$-1``
-    instead; a Block has one reply for both cases, so they give ``*-1``.
+    in RESP2. Inside MULTI, where no client blocks, the pops give the null
+    array too, but BLMOVE and BRPOPLPUSH (``moves``) give the null bulk
+    string, ``$-1`` (addReplyNull in blmoveGenericCommand, src/t_list.c).
     """
     reply = attempt()
     if reply is not None:
         return reply
-    return Block(list(dict.fromkeys(keys)), timeout, attempt, NULL_ARRAY)
+    once = list(dict.fromkeys(keys))
+    if moves:
+        return Block(once, timeout, attempt, NULL_ARRAY, denied_reply=None)
+    return Block(once, timeout, attempt, NULL_ARRAY)
 
 
 # ------------------------------------------------------------ pushes
@@ -519,7 +527,7 @@ def _bmove(
             client.propagate(logged)
         return element
 
-    return _wait([argv[1]], timeout, attempt)
+    return _wait([argv[1]], timeout, attempt, moves=True)
 
 
 @command("blmove", arity=6, flags="write blocking", keys=(1, 2, 1))

@@ -112,6 +112,10 @@ def command(
     return register
 
 
+class _Default(enum.Enum):
+    AS_TIMEOUT = "as timeout_reply"
+
+
 @attrs.define
 class Block:
     """A blocking command found nothing: park the client on ``keys``.
@@ -119,14 +123,17 @@ class Block:
     ``retry`` is called when one of the keys was pushed to, in the order
     clients blocked; it returns the reply, or None to go on waiting.
     ``timeout`` is in seconds, 0 for ever; at the deadline the client gets
-    ``timeout_reply``. Inside MULTI the server gives ``timeout_reply`` at
-    once, as Redis does.
+    ``timeout_reply``. Where the client may not block (a command EXEC
+    runs) it gets ``denied_reply`` at once, ``timeout_reply`` unless set:
+    Redis's BLMOVE and BRPOPLPUSH answer the null bulk string there, though
+    they time out with the null array.
     """
 
     keys: list[bytes]
     timeout: float
     retry: Callable[[], Reply | None]
     timeout_reply: Reply = NULL_ARRAY
+    denied_reply: Reply | _Default = _Default.AS_TIMEOUT
 
 
 class NoReply(enum.Enum):
@@ -373,9 +380,14 @@ def execute(client: Client, argv: Argv) -> Reply | Block | NoReply:
 def run_queued(client: Client, argv: Argv) -> Reply | NoReply:
     """Run a command EXEC took from the queue (checked when it was queued).
 
-    A blocking command acts as if its timeout ran out at once, as in Redis.
+    A blocking command that finds nothing answers its ``denied_reply`` at
+    once, as in Redis.
     """
     spec = COMMANDS[argv[0].lower()]
     client.state.commands_processed += 1
     result = spec.run(client, argv)
-    return result.timeout_reply if isinstance(result, Block) else result
+    if not isinstance(result, Block):
+        return result
+    if result.denied_reply is _Default.AS_TIMEOUT:
+        return result.timeout_reply
+    return result.denied_reply

@@ -4,9 +4,10 @@ Inside MULTI, :func:`mqd.table.execute` queues every command but those
 flagged ``nomulti``: MULTI, EXEC, DISCARD and WATCH, as in Redis (UNWATCH
 is queued). A command refused while queueing (unknown, wrong arity) makes
 EXEC answer EXECABORT; a WATCHed key that changed makes it answer the null
-array; otherwise EXEC runs the queue, a blocking command giving its timeout
-reply at once, and answers the list of replies, errors among them; a
-queued SUBSCRIBE contributes the messages it pushed, as in Redis.
+array; otherwise EXEC runs the queue, a blocking command that finds
+nothing answering its ``Block.denied_reply`` at once, and answers the list
+of replies, errors among them; a queued SUBSCRIBE contributes the messages
+it pushed, as in Redis.
 
 A watched key that expires before EXEC has changed, as in Redis. The
 keyspace deletes expired keys without telling the watchers, so WATCH notes
