@@ -34,11 +34,11 @@ from mqd.args import (
     parse_cursor,
     parse_long,
 )
-from mqd.keyspace import DATABASES, Database
+from mqd.keyspace import DATABASES
 from mqd.replies import OK, Err, Reply, Simple
 from mqd.table import Argv, Client, State, command
 
-__all__ = ["touch_replaced"]
+__all__: list[str] = []  # nothing to import: the commands register themselves
 
 _LLONG_MIN_SECONDS = -(2**63 // 1000)  # LLONG_MIN / 1000: C truncates
 OUT_OF_RANGE = Err(b"ERR DB index is out of range")
@@ -354,7 +354,7 @@ def flushdb(client: Client, argv: Argv) -> Reply:
     error = _flush_mode(argv)
     if error is not None:
         return error
-    touch_replaced(client.state, client.db_index, None)
+    client.state.touch_db(client.db_index)
     client.db.clear()
     client.propagate([b"FLUSHDB"])
     return OK
@@ -368,7 +368,7 @@ def flushall(client: Client, argv: Argv) -> Reply:
         return error
     state = client.state
     for index, db in enumerate(state.dbs):
-        touch_replaced(state, index, None)
+        state.touch_db(index)
         db.clear()
     client.propagate([b"FLUSHALL"])
     return OK
@@ -402,8 +402,8 @@ def swapdb(client: Client, argv: Argv) -> Reply:
         return OK
     state = client.state
     one, other = state.dbs[first], state.dbs[second]
-    touch_replaced(state, first, other)
-    touch_replaced(state, second, one)
+    state.touch_db(first, other)
+    state.touch_db(second, one)
     one.lists, other.lists = other.lists, one.lists
     one.expires, other.expires = other.expires, one.expires
     # A client blocked on a key that now holds a list may be served. Which
@@ -412,18 +412,3 @@ def swapdb(client: Client, argv: Argv) -> Reply:
     state.ready.update((second, key) for key in other.lists)
     client.propagate([b"SWAPDB", b"%d" % first, b"%d" % second])
     return OK
-
-
-def touch_replaced(state: State, index: int, replaced_with: Database | None) -> None:
-    """Database ``index`` is emptied (FLUSHDB) or gets ``replaced_with``'s
-    data (SWAPDB): its watched keys that exist in either have changed, as
-    Redis's touchAllWatchedKeysInDb decides (a key watched while missing or
-    expired, and still missing, has not)."""
-    emptied = state.dbs[index]
-    for (db, key), clients in state.watchers.items():
-        if db == index and (
-            emptied.get(key) is not None
-            or (replaced_with is not None and replaced_with.get(key) is not None)
-        ):
-            for client in clients:
-                client.dirty = True

@@ -223,10 +223,18 @@ class State:
         for client in self.watchers.get((db, key), ()):
             client.dirty = True
 
-    def touch_db(self, db: int) -> None:
-        """Every key of ``db`` changed (FLUSHDB, SWAPDB)."""
-        for (index, _), clients in self.watchers.items():
-            if index == db:
+    def touch_db(self, index: int, replaced_with: Database | None = None) -> None:
+        """Database ``index`` is emptied (FLUSHDB, FLUSHALL) or is about to
+        get ``replaced_with``'s data (SWAPDB): its watched keys that exist in
+        either have changed, as Redis's touchAllWatchedKeysInDb (src/db.c)
+        decides; a key watched while missing or expired, and still missing,
+        has not. Call it before the data changes."""
+        emptied = self.dbs[index]
+        for (db, key), clients in self.watchers.items():
+            if db == index and (
+                emptied.get(key) is not None
+                or (replaced_with is not None and replaced_with.get(key) is not None)
+            ):
                 for client in clients:
                     client.dirty = True
 
