@@ -104,7 +104,7 @@ def test_misplaced_commands(w: World) -> None:
 
 
 def test_arity(w: World) -> None:
-    for name in ("multi", "exec", "discard", "unwatch"):
+    for name in ("multi", "discard", "unwatch"):
         assert w.run(w.a, name, "x") == Err(
             b"ERR wrong number of arguments for '%s' command" % name.encode()
         )
@@ -114,6 +114,50 @@ def test_arity(w: World) -> None:
 
 
 # ---------------------------------------------------------------- EXECABORT
+
+
+REFUSED_EXEC = Err(
+    b"EXECABORT Transaction discarded because of: "
+    b"wrong number of arguments for 'exec' command"
+)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="execute() still answers a refused EXEC with the plain error",
+)
+def test_a_refused_exec_discards_the_transaction(w: World) -> None:
+    # Redis's rejectCommand(): an EXEC refused before it runs (wrong arity,
+    # NOAUTH, RESP2 pub/sub mode) goes to execCommandAbort(), which
+    # discards the transaction and its watches, in MULTI or not.
+    w.run(w.a, "WATCH", "k")
+    w.run(w.a, "MULTI")
+    w.run(w.a, "rpush", "q", "a")
+    assert w.run(w.a, "EXEC", "x") == REFUSED_EXEC
+    assert w.a.multi is None
+    assert not w.a.watched
+    assert w.run(w.a, "EXEC") == Err(b"ERR EXEC without MULTI")
+    assert w.items(b"q") == []
+    assert w.run(w.a, "EXEC", "x") == REFUSED_EXEC
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="execute() still answers a refused EXEC with the plain error",
+)
+def test_an_exec_refused_by_the_rules_aborts_with_their_reason() -> None:
+    state = State(requirepass=b"pw")
+    client = state.connect(lambda reply: None)
+    because = b"EXECABORT Transaction discarded because of: "
+    assert execute(client, [b"EXEC"]) == Err(
+        because + b"NOAUTH Authentication required."
+    )
+    execute(client, [b"AUTH", b"pw"])
+    execute(client, [b"SUBSCRIBE", b"c"])
+    assert execute(client, [b"EXEC"]) == Err(
+        because + b"Can't execute 'exec': only (P|S)SUBSCRIBE / "
+        b"(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+    )
 
 
 @pytest.mark.parametrize(

@@ -112,9 +112,7 @@ def reset(client: Client, argv: Argv) -> Reply:
     client.resp3 = False
     if client.state.requirepass is not None:
         client.authenticated = False
-    client.multi = None
-    client.multi_failed = False
-    client.unwatch()
+    client.discard_transaction()
     unsubscribe_all(client)
     client.name = b""
     return Simple(b"RESET")

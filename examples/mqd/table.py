@@ -294,6 +294,13 @@ class Client:
         if log is not None:
             log(self.db_index, argv)
 
+    def discard_transaction(self) -> None:
+        """Leave MULTI, forgetting the queue, its errors and every watch
+        (EXEC, DISCARD, RESET: Redis's discardTransaction)."""
+        self.multi = None
+        self.multi_failed = False
+        self.unwatch()
+
     def unwatch(self) -> None:
         for watched in self.watched:
             clients = self.state.watchers.get(watched)

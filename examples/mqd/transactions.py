@@ -138,9 +138,7 @@ def _run(client: Client, argv: Argv) -> list[Reply]:
 
 def _end_transaction(client: Client) -> None:
     """Leave MULTI, forgetting the queue, its errors and every watch."""
-    client.multi = None
-    client.multi_failed = False
-    client.unwatch()
+    client.discard_transaction()
     _deadlines.pop(client, None)
 
 
