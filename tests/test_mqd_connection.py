@@ -579,6 +579,20 @@ def test_info_sections_and_keyspace() -> None:
     assert text(run(client, b"INFO", b"everything")).startswith(b"# Server\r\n")
 
 
+def test_info_reports_what_the_server_sets() -> None:
+    state = State()
+    client = connect(state)
+    lines = text(run(client, b"INFO", b"server", b"clients")).split(b"\r\n")
+    assert b"tcp_port:0" in lines  # no server: Redis's "port 0", none
+    assert b"blocked_clients:0" in lines
+    assert pairs(run(client, b"CONFIG", b"GET", b"port")) == {b"port": b"0"}
+    state.config[b"port"] = b"6380"
+    state.blocked_clients = lambda: 2
+    lines = text(run(client, b"INFO", b"server", b"clients")).split(b"\r\n")
+    assert b"tcp_port:6380" in lines
+    assert b"blocked_clients:2" in lines
+
+
 def test_info_is_verbatim_in_resp3() -> None:
     client = connect()
     reply = run(client, b"INFO", b"replication")

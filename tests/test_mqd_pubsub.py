@@ -145,6 +145,23 @@ def test_nothing_reaches_who_left() -> None:
     assert execute(publisher, [b"PUBLISH", b"c", b"x"]) == 0
 
 
+def test_unsubscribe_all_leaves_every_name_and_only_its_own() -> None:
+    state = State()
+    client, out = connect(state)
+    other, _ = connect(state)
+    execute(client, [b"SUBSCRIBE", b"a", b"b"])
+    execute(client, [b"PSUBSCRIBE", b"p*"])
+    execute(other, [b"SUBSCRIBE", b"a"])
+    out.clear()
+    state.unsubscribe_all(client)
+    assert out == []  # it tells no one
+    assert (client.channels, client.patterns, client.subscribed) == (set(), set(), 0)
+    assert state.channels == {b"a": {other}}  # names nobody hears are gone
+    assert state.patterns == {}
+    state.unsubscribe_all(client)  # twice is harmless
+    assert state.channels == {b"a": {other}}
+
+
 def test_a_subscriber_dropped_mid_publish_does_not_break_the_loop() -> None:
     state = State()
     publisher, _ = connect(state)

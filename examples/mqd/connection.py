@@ -22,7 +22,6 @@ import struct
 from collections.abc import Callable
 
 from mqd.args import SYNTAX_ERROR, glob_match, parse_int, parse_long
-from mqd.pubsub import unsubscribe_all
 from mqd.replies import OK, Err, Map, Reply, Set, Simple, Verbatim
 from mqd.table import (
     COMMANDS,
@@ -113,7 +112,7 @@ def reset(client: Client, argv: Argv) -> Reply:
     if client.state.requirepass is not None:
         client.authenticated = False
     client.discard_transaction()
-    unsubscribe_all(client)
+    client.state.unsubscribe_all(client)
     client.name = b""
     return Simple(b"RESET")
 
@@ -612,7 +611,7 @@ def _server(state: State) -> list[tuple[str, object]]:
         ("arch_bits", struct.calcsize("P") * 8),
         ("process_id", os.getpid()),
         ("run_id", _RUN_ID.decode()),
-        ("tcp_port", state.config.get(b"port", b"0").decode()),
+        ("tcp_port", state.config[b"port"].decode()),
         ("server_time_usec", int(now * 1_000_000)),
         ("uptime_in_seconds", uptime),
         ("uptime_in_days", uptime // 86400),
@@ -624,8 +623,7 @@ def _clients(state: State) -> list[tuple[str, object]]:
     return [
         ("connected_clients", len(clients)),
         ("maxclients", state.config.get(b"maxclients", b"0").decode()),
-        # The server, not the table, knows who is parked on a key.
-        ("blocked_clients", 0),
+        ("blocked_clients", state.blocked_clients()),
         ("pubsub_clients", sum(1 for c in clients if c.subscribed)),
         ("watching_clients", sum(1 for c in clients if c.watched)),
         ("total_watched_keys", len(state.watchers)),

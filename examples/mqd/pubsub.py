@@ -21,7 +21,7 @@ from __future__ import annotations
 from mqd.args import glob_match
 from mqd.table import NO_REPLY, Argv, Client, NoReply, command
 
-__all__ = ["unsubscribe_all"]
+__all__: list[str] = []  # nothing to import: the commands register themselves
 
 
 @command("subscribe", arity=-2, flags="pubsub loading", keys=(0, 0, 0))
@@ -32,7 +32,7 @@ def subscribe(client: Client, argv: Argv) -> NoReply:
     client's channels and patterns together; subscribing twice is harmless.
     """
     for channel in argv[1:]:
-        _join(client.state.channels, client.channels, channel, client)
+        client.state.subscribe(client, channel)
         client.push(b"subscribe", channel, client.subscribed)
     return NO_REPLY
 
@@ -41,7 +41,7 @@ def subscribe(client: Client, argv: Argv) -> NoReply:
 def psubscribe(client: Client, argv: Argv) -> NoReply:
     """Listens for messages published to channels that match one or more patterns."""
     for pattern in argv[1:]:
-        _join(client.state.patterns, client.patterns, pattern, client)
+        client.state.subscribe(client, pattern, pattern=True)
         client.push(b"psubscribe", pattern, client.subscribed)
     return NO_REPLY
 
@@ -53,7 +53,7 @@ def unsubscribe(client: Client, argv: Argv) -> NoReply:
     Without arguments, from every channel; with none to leave, Redis still
     answers once, ``[b"unsubscribe", None, count]``.
     """
-    _unsubscribe(client, b"unsubscribe", client.state.channels, client.channels, argv)
+    _unsubscribe(client, argv, pattern=False)
     return NO_REPLY
 
 
@@ -62,7 +62,7 @@ def unsubscribe(client: Client, argv: Argv) -> NoReply:
 @command("punsubscribe", arity=-1, flags="pubsub loading", keys=(0, 0, 0))
 def punsubscribe(client: Client, argv: Argv) -> NoReply:
     """Stops listening to messages published to channels that match one or more patterns."""  # noqa: E501
-    _unsubscribe(client, b"punsubscribe", client.state.patterns, client.patterns, argv)
+    _unsubscribe(client, argv, pattern=True)
     return NO_REPLY
 
 
@@ -88,45 +88,11 @@ def publish(client: Client, argv: Argv) -> int:
     return receivers
 
 
-def unsubscribe_all(client: Client) -> None:
-    """Leave every channel and pattern without telling the client (RESET)."""
-    for channel in client.channels:
-        _leave(client.state.channels, channel, client)
-    for pattern in client.patterns:
-        _leave(client.state.patterns, pattern, client)
-    client.channels.clear()
-    client.patterns.clear()
-
-
-def _unsubscribe(
-    client: Client,
-    kind: bytes,
-    registry: dict[bytes, set[Client]],
-    mine: set[bytes],
-    argv: Argv,
-) -> None:
-    names = argv[1:] or list(mine)
+def _unsubscribe(client: Client, argv: Argv, *, pattern: bool) -> None:
+    kind = b"punsubscribe" if pattern else b"unsubscribe"
+    names = argv[1:] or list(client.patterns if pattern else client.channels)
     if not names:
         client.push(kind, None, client.subscribed)
     for name in names:
-        if name in mine:
-            mine.discard(name)
-            _leave(registry, name, client)
+        client.state.unsubscribe(client, name, pattern=pattern)
         client.push(kind, name, client.subscribed)
-
-
-def _join(
-    registry: dict[bytes, set[Client]], mine: set[bytes], name: bytes, client: Client
-) -> None:
-    mine.add(name)
-    registry.setdefault(name, set()).add(client)
-
-
-def _leave(registry: dict[bytes, set[Client]], name: bytes, client: Client) -> None:
-    # The same as State.disconnect's; a nameless set is dropped so that
-    # channels nobody hears do not pile up.
-    members = registry.get(name)
-    if members is not None:
-        members.discard(client)
-        if not members:
-            del registry[name]

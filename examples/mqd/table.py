@@ -174,14 +174,19 @@ class State:
         self.ready: set[tuple[int, bytes]] = set()
         # The append-only log's append(db, argv), when there is a log.
         self.log: Callable[[int, Argv], None] | None = None
-        # CONFIG GET answers from here (redis-benchmark asks at start).
+        # CONFIG GET answers from here (redis-benchmark asks at start), and
+        # INFO. The server sets "port" to the TCP port it listens on; "0"
+        # is Redis's own for none.
         self.config: dict[bytes, bytes] = {
             b"save": b"",
             b"appendonly": b"no",
             b"databases": str(DATABASES).encode(),
             b"maxclients": b"10000",
             b"timeout": b"0",
+            b"port": b"0",
         }
+        # INFO's blocked_clients: the server, which parks them, sets this.
+        self.blocked_clients: Callable[[], int] = lambda: 0
         self.started = clock()
         # While the log is replayed time stands still, as in Redis: no key
         # expires half way through, and a deadline in the past is kept
@@ -211,12 +216,43 @@ class State:
         """Forget ``client``: its subscriptions and watches go with it."""
         self.clients.pop(client.id, None)
         client.unwatch()
-        for channel in client.channels:
-            _leave(self.channels, channel, client)
-        for pattern in client.patterns:
-            _leave(self.patterns, pattern, client)
-        client.channels.clear()
-        client.patterns.clear()
+        self.unsubscribe_all(client)
+
+    def subscribe(self, client: Client, name: bytes, *, pattern: bool = False) -> None:
+        """``client`` hears the channel (or with ``pattern``, the pattern)
+        ``name``; a second time changes nothing."""
+        mine, registry = self._subscriptions(client, pattern)
+        mine.add(name)
+        registry.setdefault(name, set()).add(client)
+
+    def unsubscribe(
+        self, client: Client, name: bytes, *, pattern: bool = False
+    ) -> None:
+        """``client`` no longer hears channel (or pattern) ``name``. A name
+        nobody hears is dropped, so that such names do not pile up."""
+        mine, registry = self._subscriptions(client, pattern)
+        mine.discard(name)
+        members = registry.get(name)
+        if members is not None:
+            members.discard(client)
+            if not members:
+                del registry[name]
+
+    def unsubscribe_all(self, client: Client) -> None:
+        """``client`` leaves every channel and pattern, telling no one
+        (RESET, disconnect)."""
+        for channel in list(client.channels):
+            self.unsubscribe(client, channel)
+        for pattern in list(client.patterns):
+            self.unsubscribe(client, pattern, pattern=True)
+
+    def _subscriptions(
+        self, client: Client, pattern: bool
+    ) -> tuple[set[bytes], dict[bytes, set[Client]]]:
+        """The client's names and the registry of who hears each."""
+        if pattern:
+            return client.patterns, self.patterns
+        return client.channels, self.channels
 
     def touch(self, db: int, key: bytes) -> None:
         """``key`` of ``db`` changed: WATCHers fail their EXEC."""
@@ -237,14 +273,6 @@ class State:
             ):
                 for client in clients:
                     client.dirty = True
-
-
-def _leave(registry: dict[bytes, set[Client]], name: bytes, client: Client) -> None:
-    members = registry.get(name)
-    if members is not None:
-        members.discard(client)
-        if not members:
-            del registry[name]
 
 
 @attrs.define(eq=False)
