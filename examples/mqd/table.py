@@ -48,6 +48,7 @@ __all__ = [
     "State",
     "command",
     "execute",
+    "make_spec",
     "run_queued",
 ]
 
@@ -100,16 +101,29 @@ def command(
     """
 
     def register(run: Callable[[Client, Argv], Any]) -> Callable[[Client, Argv], Any]:
-        value = Flag.NONE
-        for word in flags.split():
-            value |= Flag[word.upper()]
-        summary = (run.__doc__ or "").strip().split("\n")[0]
-        spec = Spec(name, arity, value, run, summary, *keys)
         assert name.encode() not in COMMANDS, f"{name} registered twice"
-        COMMANDS[name.encode()] = spec
+        COMMANDS[name.encode()] = make_spec(name, arity, flags, run, keys=keys)
         return run
 
     return register
+
+
+def make_spec(
+    name: str,
+    arity: int,
+    flags: str,
+    run: Callable[[Client, Argv], Any],
+    *,
+    keys: tuple[int, int, int],
+) -> Spec:
+    """The Spec a registration describes (:func:`command`, and
+    :func:`mqd.subcommands.subcommand`): ``flags`` named as there, the
+    summary the first line of ``run``'s docstring."""
+    value = Flag.NONE
+    for word in flags.split():
+        value |= Flag[word.upper()]
+    summary = (run.__doc__ or "").strip().split("\n")[0]
+    return Spec(name, arity, value, run, summary, *keys)
 
 
 class _Default(enum.Enum):
