@@ -1,23 +1,20 @@
 """The key and database commands, against what Redis answers (src/db.c,
-src/expire.c, the command docs) and Redis's glob (src/util.c)."""
+src/expire.c, the command docs)."""
 
 from __future__ import annotations
 
-import fnmatch
 import random
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 # mqd.transactions registers WATCH: to see which keys a command touches.
-from mqd import transactions
-from mqd.keys import glob_match, parse_int
+from mqd import keys, transactions
 from mqd.replies import OK, Err, Simple, encode
 from mqd.table import Argv, Client, State, execute
 
-assert transactions  # imported to register its commands
+assert keys  # imported to register their commands
+assert transactions
 
 
 class World:
@@ -56,141 +53,6 @@ class World:
 @pytest.fixture
 def w() -> World:
     return World()
-
-
-# ---------------------------------------------------------------- glob
-
-# Redis's KEYS documentation, its tests (tests/unit/keyspace.tcl,
-# tests/unit/scan.tcl), and the corners of stringmatchlen. The answers are
-# those of Redis's own C function, compiled and run on these inputs.
-GLOB_CASES = [
-    (b"h?llo", b"hello", True),
-    (b"h?llo", b"hallo", True),
-    (b"h?llo", b"hllo", False),
-    (b"h*llo", b"hllo", True),
-    (b"h*llo", b"heeeello", True),
-    (b"h*llo", b"hellox", False),
-    (b"h[ae]llo", b"hello", True),
-    (b"h[ae]llo", b"hallo", True),
-    (b"h[ae]llo", b"hillo", False),
-    (b"h[^e]llo", b"hallo", True),
-    (b"h[^e]llo", b"hbllo", True),
-    (b"h[^e]llo", b"hello", False),
-    (b"h[a-b]llo", b"hallo", True),
-    (b"h[a-b]llo", b"hbllo", True),
-    (b"h[a-b]llo", b"hcllo", False),
-    (b"foo*", b"foo_a", True),
-    (b"foo*", b"key_x", False),
-    (b"{a}*", b"{a}x", True),
-    (b"*{b}*", b"{b}a", True),
-    (b"*{b}*", b"{a}b", False),
-    (b"key:1??", b"key:123", True),
-    (b"key:1??", b"key:12", False),
-    (b"key:1??", b"key:1234", False),
-    (b"*", b"", False),
-    (b"", b"", True),
-    (b"", b"a", False),
-    (b"**", b"", False),
-    (b"?", b"", False),
-    (b"*", b"x", True),
-    (b"a*", b"a", True),
-    (b"*a", b"a", True),
-    (b"**a", b"a", True),
-    (b"a**", b"a", True),
-    (b"a*b", b"a", False),
-    (b"a?", b"a", False),
-    (b"*a*", b"bab", True),
-    (b"*a*b", b"aaab", True),
-    (b"*ab*ab", b"abab", True),
-    (b"a*b*c", b"abcbc", True),
-    (b"[", b"a", False),
-    (b"[", b"[", False),
-    (b"[abc", b"a", True),
-    (b"[abc", b"d", False),
-    (b"[^", b"a", True),
-    (b"[^abc", b"d", True),
-    (b"[a-]", b"a", True),
-    (b"[a-]", b"-", False),
-    (b"[a-]", b"]", True),
-    (b"[a-]", b"b", False),
-    (b"[]]", b"]", False),
-    (b"[]]", b"a", False),
-    (b"[]a]", b"a", False),
-    (b"[^]", b"a", True),
-    (b"[z-a]", b"m", True),
-    (b"[z-a]", b"A", False),
-    (b"[-a]", b"-", True),
-    (b"[-a]", b"b", False),
-    (b"[\\]]", b"]", True),
-    (b"[\\]]", b"\\", False),
-    (b"[\\", b"\\", True),
-    (b"[a\\-z]", b"b", False),
-    (b"[a\\-z]", b"-", True),
-    (b"\\*", b"*", True),
-    (b"\\*", b"a", False),
-    (b"\\?", b"?", True),
-    (b"\\?", b"a", False),
-    (b"\\[a]", b"[a]", True),
-    (b"\\", b"\\", True),
-    (b"a\\", b"a\\", True),
-    (b"\\a", b"a", True),
-    (b"[^a-c]", b"d", True),
-    (b"[^a-c]", b"b", False),
-    (b"a*" * 20 + b"b", b"a" * 40, False),
-    (b"[a-\xff]", b"\x80", True),  # bytes compare unsigned
-]
-
-
-@pytest.mark.parametrize(("pattern", "string", "expected"), GLOB_CASES)
-def test_glob_matches_as_redis(pattern: bytes, string: bytes, expected: bool) -> None:
-    assert glob_match(pattern, string) is expected
-
-
-def test_glob_abusive_patterns_end_quickly() -> None:
-    # keyspace.tcl "Regression for pattern matching very long nested loops".
-    assert not glob_match(b"*?" * 50_000, b"a" * 50_000)
-    # Past 1000 nested stars Redis stops matching, but a last star matches.
-    assert glob_match(b"a*" * 1000 + b"a", b"a" * 1200)
-    assert not glob_match(b"a*" * 1001 + b"a", b"a" * 1200)
-    assert glob_match(b"a*" * 1001, b"a" * 1200)
-
-
-@given(
-    st.text(alphabet="ab*?", max_size=8).map(str.encode),
-    st.text(alphabet="ab", min_size=1, max_size=8).map(str.encode),
-)
-def test_glob_agrees_with_fnmatch_on_stars_and_marks(
-    pattern: bytes, string: bytes
-) -> None:
-    # Without classes or escapes the two globs mean the same (for a string
-    # that is not empty: Redis's "*" does not match "").
-    expected = fnmatch.fnmatchcase(string.decode(), pattern.decode())
-    assert glob_match(pattern, string) is expected
-
-
-# ---------------------------------------------------------------- integers
-
-
-@pytest.mark.parametrize(
-    ("text", "value"),
-    [
-        (b"0", 0),
-        (b"-1", -1),
-        (b"9223372036854775807", 2**63 - 1),
-        (b"-9223372036854775808", -(2**63)),
-        (b"9223372036854775808", None),
-        (b"-0", None),
-        (b"01", None),
-        (b"+1", None),
-        (b" 1", None),
-        (b"1 ", None),
-        (b"", None),
-        (b"-", None),
-        (b"1.5", None),
-    ],
-)
-def test_parse_int_is_string2ll(text: bytes, value: int | None) -> None:
-    assert parse_int(text) == value
 
 
 # ---------------------------------------------------------------- DEL, EXISTS

@@ -1,19 +1,16 @@
-"""Pub/sub through mqd.table.execute: replies, fan-out, counts, the glob."""
+"""Pub/sub through mqd.table.execute: replies, fan-out, counts."""
 
 from __future__ import annotations
 
-import re
-
-from hypothesis import given
-from hypothesis import strategies as st
-from mqd.pubsub import NO_REPLY, glob_match
+import mqd.pubsub  # noqa: F401  (registers the commands)
 from mqd.replies import Err, Push, Reply, encode
-from mqd.table import Client, State, execute
+from mqd.table import NO_REPLY, Block, Client, NoReply, State, execute
 
 
-def run(client: Client, argv: list[bytes]) -> object:
-    # object: the table's types do not know NO_REPLY yet.
-    return execute(client, argv)
+def run(client: Client, argv: list[bytes]) -> Reply | NoReply:
+    result = execute(client, argv)
+    assert not isinstance(result, Block)
+    return result
 
 
 def connect(state: State) -> tuple[Client, list[Reply]]:
@@ -148,6 +145,23 @@ def test_nothing_reaches_who_left() -> None:
     assert execute(publisher, [b"PUBLISH", b"c", b"x"]) == 0
 
 
+def test_unsubscribe_all_leaves_every_name_and_only_its_own() -> None:
+    state = State()
+    client, out = connect(state)
+    other, _ = connect(state)
+    execute(client, [b"SUBSCRIBE", b"a", b"b"])
+    execute(client, [b"PSUBSCRIBE", b"p*"])
+    execute(other, [b"SUBSCRIBE", b"a"])
+    out.clear()
+    state.unsubscribe_all(client)
+    assert out == []  # it tells no one
+    assert (client.channels, client.patterns, client.subscribed) == (set(), set(), 0)
+    assert state.channels == {b"a": {other}}  # names nobody hears are gone
+    assert state.patterns == {}
+    state.unsubscribe_all(client)  # twice is harmless
+    assert state.channels == {b"a": {other}}
+
+
 def test_a_subscriber_dropped_mid_publish_does_not_break_the_loop() -> None:
     state = State()
     publisher, _ = connect(state)
@@ -196,53 +210,7 @@ def test_arity() -> None:
         )
 
 
-# ------------------------------------------------------------------- glob
+def test_no_reply_is_where_the_server_looks_for_it() -> None:
+    import mqd.commands
 
-
-def test_glob_like_redis() -> None:
-    cases = [
-        (b"h?llo", b"hello", True),
-        (b"h?llo", b"hllo", False),
-        (b"h*llo", b"hllo", True),
-        (b"h*llo", b"heeeello", True),
-        (b"h[ae]llo", b"hallo", True),
-        (b"h[ae]llo", b"hillo", False),
-        (b"h[^e]llo", b"hallo", True),
-        (b"h[^e]llo", b"hello", False),
-        (b"h[a-b]llo", b"hbllo", True),
-        (b"h[b-a]llo", b"hallo", True),  # a reversed range is swapped
-        (b"h[a-b]llo", b"hcllo", False),
-        (b"h\\*llo", b"h*llo", True),
-        (b"h\\*llo", b"hello", False),
-        (b"[\\]]", b"]", True),
-        (b"*", b"", False),  # Redis's loop never starts on an empty string
-        (b"**", b"x", True),
-        (b"a*", b"", False),
-        (b"", b"", True),
-        (b"", b"a", False),
-        (b"a*b*c", b"aXXbYYc", True),
-        (b"a*b*c", b"aXXbYY", False),
-        (b"a*a*a*a*a*a*a*a*b", b"a" * 60, False),  # and quickly
-        (b"[abc", b"b", True),  # unclosed: its bytes still a class
-        (b"[", b"[", False),
-        (b"[^", b"x", True),
-        (b"x\\", b"x\\", True),  # a trailing escape is itself
-        (b"news.*", b"news.tech", True),
-        (b"news.*", b"sport.news", False),
-    ]
-    for pattern, string, expected in cases:
-        assert glob_match(pattern, string) is expected, (pattern, string)
-
-
-@given(
-    st.text(alphabet="ab*?", max_size=8).map(str.encode),
-    st.text(alphabet="ab", min_size=1, max_size=10).map(str.encode),
-)
-def test_glob_agrees_with_a_regular_expression(pattern: bytes, string: bytes) -> None:
-    # A non-empty string: an empty one matches only the empty pattern.
-    expression = b"".join(
-        b".*" if char == b"*" else b"." if char == b"?" else re.escape(char)
-        for char in (pattern[i : i + 1] for i in range(len(pattern)))
-    )
-    expected = re.fullmatch(expression, string, re.DOTALL) is not None
-    assert glob_match(pattern, string) is expected
+    assert mqd.commands.NO_REPLY is NO_REPLY

@@ -8,14 +8,17 @@ from typing import Any
 
 import pytest
 
-# Registering DEL, EXISTS, EXPIRE, SELECT, RPUSH, BLPOP...: commands to queue.
-from mqd import keys, lists
-from mqd.replies import NULL_ARRAY, OK, QUEUED, Err, encode
+# Registering DEL, EXISTS, EXPIRE, SELECT, RPUSH, BLPOP, SUBSCRIBE, PING...:
+# commands to queue.
+from mqd import connection, keys, lists, pubsub
+from mqd.replies import NULL_ARRAY, OK, QUEUED, Err, Push, Reply, Simple, encode
 from mqd.table import Argv, Block, Client, State, execute
 from mqd.transactions import EXECABORT
 
-assert keys  # imported to register their commands
+assert connection  # imported to register their commands
+assert keys
 assert lists
+assert pubsub
 
 
 class World:
@@ -101,7 +104,7 @@ def test_misplaced_commands(w: World) -> None:
 
 
 def test_arity(w: World) -> None:
-    for name in ("multi", "exec", "discard", "unwatch"):
+    for name in ("multi", "discard", "unwatch"):
         assert w.run(w.a, name, "x") == Err(
             b"ERR wrong number of arguments for '%s' command" % name.encode()
         )
@@ -111,6 +114,42 @@ def test_arity(w: World) -> None:
 
 
 # ---------------------------------------------------------------- EXECABORT
+
+
+REFUSED_EXEC = Err(
+    b"EXECABORT Transaction discarded because of: "
+    b"wrong number of arguments for 'exec' command"
+)
+
+
+def test_a_refused_exec_discards_the_transaction(w: World) -> None:
+    # Redis's rejectCommand(): an EXEC refused before it runs (wrong arity,
+    # NOAUTH, RESP2 pub/sub mode) goes to execCommandAbort(), which
+    # discards the transaction and its watches, in MULTI or not.
+    w.run(w.a, "WATCH", "k")
+    w.run(w.a, "MULTI")
+    w.run(w.a, "rpush", "q", "a")
+    assert w.run(w.a, "EXEC", "x") == REFUSED_EXEC
+    assert w.a.multi is None
+    assert not w.a.watched
+    assert w.run(w.a, "EXEC") == Err(b"ERR EXEC without MULTI")
+    assert w.items(b"q") == []
+    assert w.run(w.a, "EXEC", "x") == REFUSED_EXEC
+
+
+def test_an_exec_refused_by_the_rules_aborts_with_their_reason() -> None:
+    state = State(requirepass=b"pw")
+    client = state.connect(lambda reply: None)
+    because = b"EXECABORT Transaction discarded because of: "
+    assert execute(client, [b"EXEC"]) == Err(
+        because + b"NOAUTH Authentication required."
+    )
+    execute(client, [b"AUTH", b"pw"])
+    execute(client, [b"SUBSCRIBE", b"c"])
+    assert execute(client, [b"EXEC"]) == Err(
+        because + b"Can't execute 'exec': only (P|S)SUBSCRIBE / "
+        b"(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+    )
 
 
 @pytest.mark.parametrize(
@@ -339,8 +378,92 @@ def test_a_blocking_command_inside_multi_times_out_at_once(w: World) -> None:
     assert w.run(w.a, "EXEC") == [NULL_ARRAY, 1, [b"q", b"a"]]
 
 
+def test_blocking_moves_inside_multi_answer_the_null_bulk_string(w: World) -> None:
+    # Redis: BLMOVE and BRPOPLPUSH give $-1 inside MULTI, BLPOP *-1.
+    w.run(w.a, "MULTI")
+    w.run(w.a, "blmove", "q", "p", "LEFT", "LEFT", 0)
+    w.run(w.a, "brpoplpush", "q", "p", 0)
+    w.run(w.a, "blpop", "q", 0)
+    assert encode(w.run(w.a, "EXEC"), False) == b"*3\r\n$-1\r\n$-1\r\n*-1\r\n"
+
+
 def test_outside_multi_the_stand_in_blocks(w: World) -> None:
     assert isinstance(w.run(w.a, "blpop", "q", 0), Block)
+
+
+# ---------------------------------------------------------------- pub/sub
+
+
+def test_queued_unsubscribes_reply_inside_exec(w: World) -> None:
+    # pubsub.tcl "unsubscribe inside multi, and publish to self": each
+    # (un)subscribe message is an element of EXEC's array, in order.
+    out: list[Reply] = []
+    client = w.state.connect(out.append)
+    w.run(client, "HELLO", 3)
+    w.run(client, "SUBSCRIBE", "foo", "bar", "baz")
+    out.clear()
+    w.run(client, "MULTI")
+    for queued in (["PING", "abc"], ["UNSUBSCRIBE", "bar"], ["UNSUBSCRIBE", "baz"]):
+        assert w.run(client, *queued) == QUEUED
+    w.run(client, "PING", "def")
+    assert w.run(client, "EXEC") == [
+        b"abc",
+        Push([b"unsubscribe", b"bar", 2]),
+        Push([b"unsubscribe", b"baz", 1]),
+        b"def",
+    ]
+    assert out == []  # nothing went out of band
+    assert client.channels == {b"foo"}
+
+
+def test_a_queued_subscribe_in_resp2_is_an_array_in_exec_array(w: World) -> None:
+    out: list[Reply] = []
+    client = w.state.connect(out.append)
+    w.run(client, "MULTI")
+    w.run(client, "SUBSCRIBE", "news")
+    reply = w.run(client, "EXEC")
+    assert (
+        encode(reply, False) == b"*1\r\n*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n"
+    )
+    assert encode(reply, True) == b"*1\r\n>3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n"
+    assert out == []
+    assert w.state.channels == {b"news": {client}}
+    # Subscribed now: in RESP2 only the pub/sub commands run.
+    assert w.run(client, "PING") == [b"pong", b""]
+
+
+def test_a_queued_subscribe_to_several_channels_gives_one_element_each(
+    w: World,
+) -> None:
+    # Redis writes these elements too but counts one (redis/redis#12207);
+    # the array here says how many there are.
+    out: list[Reply] = []
+    client = w.state.connect(out.append)
+    w.run(client, "MULTI")
+    w.run(client, "PSUBSCRIBE", "a*", "b*")
+    w.run(client, "ECHO", "x")
+    assert w.run(client, "EXEC") == [
+        Push([b"psubscribe", b"a*", 1]),
+        Push([b"psubscribe", b"b*", 2]),
+        b"x",
+    ]
+    assert out == []
+
+
+def test_publish_to_itself_inside_exec_still_goes_out_of_band(w: World) -> None:
+    # pubsub.tcl "publish to self inside multi": the count is PUBLISH's
+    # reply, the message is pushed (Redis writes it after EXEC's reply;
+    # here it is delivered while EXEC runs).
+    out: list[Reply] = []
+    client = w.state.connect(out.append)
+    w.run(client, "HELLO", 3)
+    w.run(client, "SUBSCRIBE", "foo")
+    out.clear()
+    w.run(client, "MULTI")
+    w.run(client, "PUBLISH", "foo", "bar")
+    w.run(client, "PING")
+    assert w.run(client, "EXEC") == [1, Simple(b"PONG")]
+    assert out == [Push([b"message", b"foo", b"bar"])]
 
 
 # ---------------------------------------------------------------- the log

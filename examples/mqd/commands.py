@@ -1,6 +1,14 @@
 """Every command family, imported so that each registers its commands."""
 
-from mqd import connection, keys, lists, pubsub, transactions
-from mqd.pubsub import NO_REPLY
+from mqd import connection, introspection, keys, lists, pubsub, transactions
+from mqd.table import NO_REPLY
 
-__all__ = ["NO_REPLY", "connection", "keys", "lists", "pubsub", "transactions"]
+__all__ = [
+    "NO_REPLY",
+    "connection",
+    "introspection",
+    "keys",
+    "lists",
+    "pubsub",
+    "transactions",
+]

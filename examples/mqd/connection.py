@@ -1,10 +1,10 @@
-"""Connection and server commands: what clients send before and around data.
+"""Connection commands: what clients send before and around data.
 
-PING, ECHO, QUIT, RESET, AUTH, HELLO; CLIENT, CONFIG and COMMAND with
-their subcommands; INFO. These are what redis-cli, redis-py and
-redis-benchmark send when they connect (HELLO 3, CLIENT SETINFO, AUTH,
-CONFIG GET save and appendonly, COMMAND DOCS, INFO SERVER), so their
-replies follow Redis's shapes closely; error texts are Redis's own.
+PING, ECHO, QUIT, RESET, AUTH, HELLO, and CLIENT with its subcommands.
+These are what redis-cli, redis-py and redis-benchmark send when they
+connect (HELLO 3, CLIENT SETINFO, AUTH), so their replies follow Redis's
+shapes closely; error texts are Redis's own. What describes the server
+(CONFIG, COMMAND, INFO) is :mod:`mqd.introspection`'s.
 
 Passwords are compared in constant time, as SHA-256 digests the way Redis
 does, so that neither the time taken nor its dependence on length says
@@ -15,26 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import platform
-import re
-import secrets
-import struct
-from collections.abc import Callable
 
-from mqd.pubsub import glob_match, unsubscribe_all
-from mqd.replies import OK, Err, Map, Reply, Set, Simple, Verbatim
-from mqd.table import (
-    COMMANDS,
-    Argv,
-    Block,
-    Client,
-    Flag,
-    Spec,
-    State,
-    command,
-    wrong_arity,
-)
+from mqd.args import SYNTAX_ERROR, parse_int, parse_long
+from mqd.replies import OK, Err, Map, Reply, Simple, Verbatim
+from mqd.subcommands import dispatch, register_container, subcommand
+from mqd.table import Argv, Client, command, wrong_arity
 
 __all__ = ["REDIS_VERSION"]
 
@@ -45,10 +30,6 @@ __all__ = ["REDIS_VERSION"]
 #: SETINFO (7.2).
 REDIS_VERSION = b"7.2.0"
 
-# Redis's run_id: random, one per server process (one State per process).
-_RUN_ID = secrets.token_hex(20).encode()
-
-SYNTAX_ERROR = Err(b"ERR syntax error")
 WRONGPASS = Err(b"WRONGPASS invalid username-password pair or user is disabled.")
 _NO_PASSWORD = Err(
     b"ERR AUTH <password> called without any password configured for the "
@@ -112,10 +93,8 @@ def reset(client: Client, argv: Argv) -> Reply:
     client.resp3 = False
     if client.state.requirepass is not None:
         client.authenticated = False
-    client.multi = None
-    client.multi_failed = False
-    client.unwatch()
-    unsubscribe_all(client)
+    client.discard_transaction()
+    client.state.unsubscribe_all(client)
     client.name = b""
     return Simple(b"RESET")
 
@@ -150,9 +129,11 @@ def hello(client: Client, argv: Argv) -> Reply:
     """
     version = 0
     if len(argv) >= 2:
-        parsed = _integer(argv[1])
-        if parsed is None:
-            return Err(b"ERR Protocol version is not an integer or out of range")
+        parsed = parse_long(
+            argv[1], message=b"Protocol version is not an integer or out of range"
+        )
+        if isinstance(parsed, Err):
+            return parsed
         if parsed not in (2, 3):
             return Err(b"NOPROTO unsupported protocol version")
         version = parsed
@@ -207,90 +188,31 @@ def _authenticate(client: Client, user: bytes, password: bytes) -> bool:
     return True
 
 
-# ----------------------------------------------------------- subcommands
-#
-# CLIENT, CONFIG and COMMAND are containers, as in Redis 7: each
-# subcommand has its own arity, flags and summary, and COMMAND and
-# COMMAND DOCS list them (redis-cli's help for CLIENT SETNAME comes from
-# there). The table has no notion of subcommands yet, so they live here.
-
-_SUBCOMMANDS: dict[bytes, dict[bytes, Spec]] = {}
-
-_Run = Callable[[Client, Argv], Reply]
-
-
-def _subcommand(
-    container: str, name: str, arity: int, flags: str = ""
-) -> Callable[[_Run], _Run]:
-    def register(run: _Run) -> _Run:
-        value = Flag.NONE
-        for word in flags.split():
-            value |= Flag[word.upper()]
-        summary = (run.__doc__ or "").strip().split("\n")[0]
-        spec = Spec(f"{container}|{name}", arity, value, run, summary, 0, 0, 0)
-        _SUBCOMMANDS.setdefault(container.encode(), {})[name.encode()] = spec
-        return run
-
-    return register
-
-
-def _dispatch(client: Client, argv: Argv) -> Reply:
-    """Run the subcommand ``argv[1]`` of the container ``argv[0]``."""
-    container = argv[0].lower()
-    spec = _SUBCOMMANDS[container].get(argv[1].lower())
-    if spec is None:
-        return Err(
-            b"ERR unknown subcommand '%s'. Try %s HELP."
-            % (argv[1][:128], container.upper())
-        )
-    if (spec.arity > 0 and len(argv) != spec.arity) or len(argv) < -spec.arity:
-        return wrong_arity(spec.name)
-    result = spec.run(client, argv)
-    assert not isinstance(result, Block)  # no subcommand blocks
-    return result
-
-
-def _help(client: Client, argv: Argv) -> Reply:
-    """Returns helpful text about the different subcommands."""
-    container = argv[0].lower()
-    lines = [
-        Simple(
-            b"%s <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
-            % container.upper()
-        )
-    ]
-    for name, spec in _SUBCOMMANDS[container].items():
-        if name != b"help":
-            lines += [Simple(name.upper()), Simple(b"    " + spec.summary.encode())]
-    return [*lines, Simple(b"HELP"), Simple(b"    Print this help.")]
-
-
-for _container in ("client", "config", "command"):
-    _subcommand(_container, "help", 2, "loading")(_help)
-
-
 # ----------------------------------------------------------------- CLIENT
 
 
 @command("client", arity=-2, flags="loading", keys=(0, 0, 0))
 def client_(client: Client, argv: Argv) -> Reply:
     """A container for client connection commands."""
-    return _dispatch(client, argv)
+    return dispatch(client, argv)
 
 
-@_subcommand("client", "id", 2, "loading")
+register_container("client")
+
+
+@subcommand("client", "id", 2, "loading")
 def client_id(client: Client, argv: Argv) -> Reply:
     """Returns the unique client ID of the connection."""
     return client.id
 
 
-@_subcommand("client", "getname", 2, "loading")
+@subcommand("client", "getname", 2, "loading")
 def client_getname(client: Client, argv: Argv) -> Reply:
     """Returns the name of the connection."""
     return client.name or None
 
 
-@_subcommand("client", "setname", 3, "loading")
+@subcommand("client", "setname", 3, "loading")
 def client_setname(client: Client, argv: Argv) -> Reply:
     """Sets the connection name.
 
@@ -303,7 +225,7 @@ def client_setname(client: Client, argv: Argv) -> Reply:
     return OK
 
 
-@_subcommand("client", "setinfo", 4, "loading")
+@subcommand("client", "setinfo", 4, "loading")
 def client_setinfo(client: Client, argv: Argv) -> Reply:
     """Sets information specific to the client or connection."""
     attribute, value = argv[2], argv[3]
@@ -323,7 +245,7 @@ def client_setinfo(client: Client, argv: Argv) -> Reply:
 _CLIENT_TYPES = (b"normal", b"master", b"replica", b"slave", b"pubsub")
 
 
-@_subcommand("client", "list", -2, "loading")
+@subcommand("client", "list", -2, "loading")
 def client_list(client: Client, argv: Argv) -> Reply:
     """Lists open connections.
 
@@ -340,7 +262,7 @@ def client_list(client: Client, argv: Argv) -> Reply:
             c for c in chosen if (b"pubsub" if c.subscribed else b"normal") == kind
         ]
     elif len(argv) > 3 and argv[2].lower() == b"id":
-        ids = [_integer(arg) for arg in argv[3:]]
+        ids = [parse_int(arg) for arg in argv[3:]]
         if None in ids:
             return Err(b"ERR Invalid client ID")
         chosen = [state.clients[i] for i in ids if i in state.clients]
@@ -349,7 +271,7 @@ def client_list(client: Client, argv: Argv) -> Reply:
     return Verbatim(b"".join(_client_line(c) + b"\n" for c in chosen))
 
 
-@_subcommand("client", "info", 2, "loading")
+@subcommand("client", "info", 2, "loading")
 def client_info(client: Client, argv: Argv) -> Reply:
     """Returns information about the connection."""
     return Verbatim(_client_line(client) + b"\n")
@@ -392,304 +314,7 @@ def _client_line(client: Client) -> bytes:
     return b" ".join(b"%s=%s" % field for field in fields)
 
 
-# ----------------------------------------------------------------- CONFIG
-
-
-@command("config", arity=-2, flags="loading", keys=(0, 0, 0))
-def config(client: Client, argv: Argv) -> Reply:
-    """A container for server configuration commands."""
-    return _dispatch(client, argv)
-
-
-@_subcommand("config", "get", -3, "loading")
-def config_get(client: Client, argv: Argv) -> Reply:
-    """Returns the effective values of configuration parameters.
-
-    A map (a flat array in RESP2) of every parameter a name or glob
-    names, without case; an exact name is answered as it was spelt, as
-    Redis does.
-    """
-    settings = client.state.config
-    found: dict[bytes, tuple[bytes, bytes]] = {}
-    for name in argv[2:]:
-        lowered = name.lower()
-        if not any(char in lowered for char in b"[*?"):
-            if lowered in settings and lowered not in found:
-                found[lowered] = (name, settings[lowered])
-            continue
-        for key, value in settings.items():
-            if key not in found and glob_match(lowered, key.lower()):
-                found[key] = (key, value)
-    return Map(list(found.values()))
-
-
-@_subcommand("config", "set", -4, "loading")
-def config_set(client: Client, argv: Argv) -> Reply:
-    """Sets configuration parameters in-flight.
-
-    Refused for now: every parameter mqd reports is fixed at start.
-    """
-    if len(argv) % 2:
-        return SYNTAX_ERROR
-    names = argv[2::2]
-    for name in names:
-        if name.lower() not in client.state.config:
-            return Err(
-                b"ERR Unknown option or number of arguments for CONFIG SET - '%s'"
-                % name
-            )
-    return Err(
-        b"ERR CONFIG SET failed (possibly related to argument '%s') - "
-        b"can't set immutable config" % names[0]
-    )
-
-
-# ---------------------------------------------------------------- COMMAND
-
-
-@command("command", arity=-1, flags="loading", keys=(0, 0, 0))
-def command_(client: Client, argv: Argv) -> Reply:
-    """Returns detailed information about all commands."""
-    if len(argv) == 1:
-        return [_info(spec) for spec in COMMANDS.values()]
-    return _dispatch(client, argv)
-
-
-@_subcommand("command", "count", 2, "loading")
-def command_count(client: Client, argv: Argv) -> Reply:
-    """Returns a count of commands."""
-    return len(COMMANDS)
-
-
-@_subcommand("command", "info", -2, "loading")
-def command_info(client: Client, argv: Argv) -> Reply:
-    """Returns information about one, multiple or all commands."""
-    if len(argv) == 2:
-        return [_info(spec) for spec in COMMANDS.values()]
-    return [_info(spec) if spec else None for spec in map(_lookup, argv[2:])]
-
-
-@_subcommand("command", "docs", -2, "loading")
-def command_docs(client: Client, argv: Argv) -> Reply:
-    """Returns documentary information about one, multiple or all commands."""
-    if len(argv) == 2:
-        chosen = list(COMMANDS.values())
-    else:
-        chosen = [spec for spec in map(_lookup, argv[2:]) if spec is not None]
-    return Map([(spec.name.encode(), _docs(spec)) for spec in chosen])
-
-
-def _lookup(name: bytes) -> Spec | None:
-    """A command by name, or a subcommand by ``container|name``."""
-    container, _, sub = name.lower().partition(b"|")
-    if sub:
-        return _SUBCOMMANDS.get(container, {}).get(sub)
-    return COMMANDS.get(container)
-
-
-# Our flags with Redis's names, in Redis's order. PUBSUB (allowed while
-# subscribed) and NOMULTI (runs at once inside MULTI) are left out: Redis
-# has flags of those names that mean something else.
-_FLAG_NAMES = [
-    (Flag.WRITE, b"write"),
-    (Flag.READONLY, b"readonly"),
-    (Flag.BLOCKING, b"blocking"),
-    (Flag.LOADING, b"loading"),
-    (Flag.FAST, b"fast"),
-    (Flag.NOAUTH, b"no_auth"),
-]
-
-
-def _info(spec: Spec) -> Reply:
-    """One command as COMMAND describes it (Redis 7's ten fields)."""
-    subcommands = _SUBCOMMANDS.get(spec.name.encode())
-    return [
-        spec.name.encode(),
-        spec.arity,
-        Set([Simple(name) for flag, name in _FLAG_NAMES if spec.flags & flag]),
-        spec.first_key,
-        spec.last_key,
-        spec.step,
-        Set([]),  # ACL categories: mqd has no ACLs
-        Set([]),  # tips for clients of a cluster
-        Set(_key_specs(spec)),
-        [_info(sub) for sub in subcommands.values()] if subcommands else Set([]),
-    ]
-
-
-def _key_specs(spec: Spec) -> list[Reply]:
-    """The key positions as Redis 7's one "range" key spec (no access flags:
-    the table does not say how a command uses its keys)."""
-    if spec.first_key <= 0:
-        return []
-    # Redis counts a non-negative last key from the first one.
-    last = spec.last_key - spec.first_key if spec.last_key >= 0 else spec.last_key
-    index = Map([(b"index", spec.first_key)])
-    range_ = Map([(b"lastkey", last), (b"keystep", spec.step), (b"limit", 0)])
-    key_spec: list[tuple[Reply, Reply]] = [
-        (b"flags", Set([])),
-        (b"begin_search", Map([(b"type", b"index"), (b"spec", index)])),
-        (b"find_keys", Map([(b"type", b"range"), (b"spec", range_)])),
-    ]
-    return [Map(key_spec)]
-
-
-# Redis's command groups (src/commands/*.json; the rest are "generic"),
-# which redis-cli's "help @list" needs; Spec does not carry a group yet.
-_GROUPS = {
-    name.encode(): group
-    for group, names in {
-        b"connection": "auth client echo hello ping quit reset select",
-        b"server": "bgrewriteaof bgsave command config dbsize debug flushall "
-        "flushdb info lastsave save shutdown swapdb time",
-        b"pubsub": "psubscribe publish pubsub punsubscribe subscribe unsubscribe",
-        b"transactions": "discard exec multi unwatch watch",
-        b"list": "blmove blmpop blpop brpop brpoplpush lindex linsert llen lmove "
-        "lmpop lpop lpos lpush lpushx lrange lrem lset ltrim rpop rpoplpush "
-        "rpush rpushx",
-    }.items()
-    for name in names.split()
-}
-
-
-def _docs(spec: Spec) -> Map:
-    """One command as COMMAND DOCS describes it."""
-    group = _GROUPS.get(spec.name.partition("|")[0].encode(), b"generic")
-    pairs: list[tuple[Reply, Reply]] = [
-        (b"summary", spec.summary.encode()),
-        (b"group", group),
-    ]
-    subcommands = _SUBCOMMANDS.get(spec.name.encode())
-    if subcommands:
-        pairs.append(
-            (
-                b"subcommands",
-                Map([(sub.name.encode(), _docs(sub)) for sub in subcommands.values()]),
-            )
-        )
-    else:
-        # We describe no arguments, but an empty list rather than none:
-        # without one redis-cli's "help PING" prints "(null)" for them.
-        pairs.append((b"arguments", []))
-    return Map(pairs)
-
-
-# ------------------------------------------------------------------- INFO
-
-
-@command("info", arity=-1, flags="loading", keys=(0, 0, 0))
-def info(client: Client, argv: Argv) -> Reply:
-    """Returns information and statistics about the server.
-
-    ``INFO [section ...]``: server, clients, persistence, stats,
-    replication, keyspace; none, ``default``, ``all`` or ``everything``
-    for all of them. An unknown section gives nothing, as in Redis.
-    """
-    wanted = {arg.lower() for arg in argv[1:]} or {b"default"}
-    every = bool(wanted & {b"default", b"all", b"everything"})
-    state = client.state
-    return Verbatim(
-        b"\r\n".join(
-            _section(title, lines(state))
-            for title, lines in _SECTIONS
-            if every or title.lower() in wanted
-        )
-    )
-
-
-def _section(title: bytes, lines: list[tuple[str, object]]) -> bytes:
-    body = "".join(f"{name}:{value}\r\n" for name, value in lines)
-    return b"# %s\r\n%s" % (title, body.encode())
-
-
-def _server(state: State) -> list[tuple[str, object]]:
-    now = state.clock()
-    uptime = int(now - state.started)
-    return [
-        ("redis_version", REDIS_VERSION.decode()),
-        ("redis_mode", "standalone"),
-        ("os", f"{platform.system()} {platform.release()} {platform.machine()}"),
-        ("arch_bits", struct.calcsize("P") * 8),
-        ("process_id", os.getpid()),
-        ("run_id", _RUN_ID.decode()),
-        ("tcp_port", state.config.get(b"port", b"0").decode()),
-        ("server_time_usec", int(now * 1_000_000)),
-        ("uptime_in_seconds", uptime),
-        ("uptime_in_days", uptime // 86400),
-    ]
-
-
-def _clients(state: State) -> list[tuple[str, object]]:
-    clients = state.clients.values()
-    return [
-        ("connected_clients", len(clients)),
-        ("maxclients", state.config.get(b"maxclients", b"0").decode()),
-        # The server, not the table, knows who is parked on a key.
-        ("blocked_clients", 0),
-        ("pubsub_clients", sum(1 for c in clients if c.subscribed)),
-        ("watching_clients", sum(1 for c in clients if c.watched)),
-        ("total_watched_keys", len(state.watchers)),
-    ]
-
-
-def _persistence(state: State) -> list[tuple[str, object]]:
-    return [
-        ("loading", 0),
-        ("rdb_changes_since_last_save", 0),
-        ("rdb_bgsave_in_progress", 0),
-        ("rdb_last_save_time", int(state.started)),
-        ("rdb_last_bgsave_status", "ok"),
-        # As CONFIG GET appendonly says, so that the two never disagree.
-        ("aof_enabled", int(state.config.get(b"appendonly") == b"yes")),
-        ("aof_rewrite_in_progress", 0),
-        ("aof_last_write_status", "ok"),
-    ]
-
-
-def _stats(state: State) -> list[tuple[str, object]]:
-    return [
-        ("total_connections_received", state.connections_received),
-        ("total_commands_processed", state.commands_processed),
-        ("pubsub_channels", len(state.channels)),
-        ("pubsub_patterns", len(state.patterns)),
-    ]
-
-
-def _replication(state: State) -> list[tuple[str, object]]:
-    return [("role", "master"), ("connected_slaves", 0)]
-
-
-def _keyspace(state: State) -> list[tuple[str, object]]:
-    return [
-        (f"db{index}", f"keys={len(db)},expires={len(db.expires)},avg_ttl=0")
-        for index, db in enumerate(state.dbs)
-        if len(db) or db.expires
-    ]
-
-
-# In Redis's order.
-_SECTIONS: list[tuple[bytes, Callable[[State], list[tuple[str, object]]]]] = [
-    (b"Server", _server),
-    (b"Clients", _clients),
-    (b"Persistence", _persistence),
-    (b"Stats", _stats),
-    (b"Replication", _replication),
-    (b"Keyspace", _keyspace),
-]
-
-
 # ---------------------------------------------------------------- helpers
-
-_INTEGER = re.compile(rb"-?[1-9][0-9]*|0")
-
-
-def _integer(arg: bytes) -> int | None:
-    """``arg`` as Redis's ``string2ll`` reads it (no sign, space or leading
-    zero), or None; within a signed 64-bit integer."""
-    if _INTEGER.fullmatch(arg) is None:
-        return None
-    value = int(arg)
-    return value if -(2**63) <= value < 2**63 else None
 
 
 def _printable(value: bytes) -> bool:

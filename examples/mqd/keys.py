@@ -2,9 +2,8 @@
 
 DEL, UNLINK, EXISTS, TYPE, KEYS, SCAN, RENAME; expiry (EXPIRE, PEXPIRE,
 EXPIREAT, PEXPIREAT, TTL, PTTL, EXPIRETIME, PEXPIRETIME, PERSIST); DBSIZE,
-FLUSHDB, FLUSHALL, SELECT, SWAPDB. The sources are Redis's src/db.c,
-src/expire.c, src/util.c (:func:`glob_match`) and src/object.c
-(:func:`parse_int`).
+FLUSHDB, FLUSHALL, SELECT, SWAPDB. The sources are Redis's src/db.c and
+src/expire.c; :mod:`mqd.args` reads the arguments as Redis does.
 
 SCAN's cursor is a position in hash order. Keys are visited by
 ``hash(key)`` as an unsigned 64-bit number, which is fixed for a key while
@@ -23,155 +22,32 @@ SCAN 0 sorts afresh.
 from __future__ import annotations
 
 import bisect
-import re
 import weakref
 from collections.abc import Iterable
 
-from mqd.keyspace import DATABASES, Database
+from mqd.args import (
+    INT_MAX,
+    INT_MIN,
+    LONG_MAX,
+    SYNTAX_ERROR,
+    glob_match,
+    parse_cursor,
+    parse_long,
+)
+from mqd.keyspace import DATABASES
 from mqd.replies import OK, Err, Reply, Simple
 from mqd.table import Argv, Client, State, command
 
-__all__ = ["glob_match", "parse_int", "touch_replaced"]
+__all__: list[str] = []  # nothing to import: the commands register themselves
 
-# ------------------------------------------------------------ parsing
-
-_LLONG_MAX = 2**63 - 1
-_LLONG_MIN = -(2**63)
 _LLONG_MIN_SECONDS = -(2**63 // 1000)  # LLONG_MIN / 1000: C truncates
-_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
-# string2ll's grammar: no sign but "-", no leading zero, no spaces; fewer
-# than LONG_STR_SIZE (21) bytes.
-_INTEGER = re.compile(rb"0|-?[1-9][0-9]{0,19}")
-
-NOT_INTEGER = Err(b"ERR value is not an integer or out of range")
-SYNTAX = Err(b"ERR syntax error")
 OUT_OF_RANGE = Err(b"ERR DB index is out of range")
-
-
-def parse_int(arg: bytes) -> int | None:
-    """``arg`` as a signed 64-bit integer, or None: Redis's string2ll."""
-    if _INTEGER.fullmatch(arg) is None:
-        return None
-    value = int(arg)
-    return value if _LLONG_MIN <= value <= _LLONG_MAX else None
-
-
-def _parse_cursor(arg: bytes) -> int | None:
-    """A SCAN cursor (unsigned 64 bits), or None: Redis's string2ull, which
-    falls back on strtoull and so takes leading spaces, a sign, zeros."""
-    value = parse_int(arg)
-    if value is not None:
-        return value if value >= 0 else None
-    match = re.fullmatch(rb"[ \t\n\v\f\r]*([+-]?)([0-9]+)", arg)
-    if match is None:
-        return None
-    value = int(match[2])
-    if value >= 2**64:
-        return None
-    return (-value) % 2**64 if match[1] == b"-" else value  # strtoull negates
 
 
 def _sanitized(text: bytes) -> bytes:
     """User bytes inside an error line: CR and LF would break the protocol,
     so Redis (addReplyErrorFormat) makes them spaces."""
     return text.replace(b"\r", b" ").replace(b"\n", b" ")
-
-
-# ------------------------------------------------------------ glob
-
-_STAR, _QUESTION, _OPEN, _CLOSE = b"*?[]"
-_CARET, _DASH, _BACKSLASH = b"^-\\"
-# stringmatchlen gives up (no match) past this many nested '*'.
-_MAX_NESTING = 1000
-
-
-def glob_match(pattern: bytes, string: bytes) -> bool:
-    """Whether ``string`` matches ``pattern``: Redis's stringmatchlen.
-
-    ``*`` any run, ``?`` any byte, ``[abc]``, ``[^a]``, ``[a-z]`` (either
-    order), ``\\`` quotes the next byte. Redis's quirks are kept: an
-    unclosed ``[`` ends the class; ``*`` does not match the empty string
-    (KEYS and SCAN treat the pattern ``*`` apart); past 1000 nested stars
-    nothing matches. In a range bytes compare unsigned, as in a Redis built
-    where ``char`` is unsigned (ARM); on x86 Redis compares them signed, so
-    ``[a-\\xff]`` differs there for bytes from 0x80 on.
-
-    Redis recurses at each ``*`` but, once a star has tried every place,
-    gives up (skipLongerMatches), so only the last star is ever retried:
-    this loop does that without recursion.
-    """
-    plen, slen = len(pattern), len(string)
-    p = s = depth = 0
-    # The last star met: the pattern after it, the place it tries next.
-    retry_p = retry_s = -1
-    retry_depth = 0
-    while True:
-        matched = True
-        while p < plen and s < slen:
-            c = pattern[p]
-            if c == _STAR:
-                while p + 1 < plen and pattern[p + 1] == _STAR:
-                    p += 1
-                if p + 1 == plen:
-                    return True
-                if depth >= _MAX_NESTING:
-                    return False
-                depth += 1
-                p += 1
-                retry_p, retry_s, retry_depth = p, s, depth
-                continue
-            if c == _QUESTION:
-                pass
-            elif c == _OPEN:
-                p, matched = _match_class(pattern, p + 1, string[s])
-                if not matched:
-                    break
-            else:
-                if c == _BACKSLASH and plen - p >= 2:
-                    p += 1
-                if pattern[p] != string[s]:
-                    matched = False
-                    break
-            s += 1
-            p += 1
-            if s == slen:
-                while p < plen and pattern[p] == _STAR:
-                    p += 1
-        if matched and p == plen and s == slen:
-            return True
-        # Retry the last star one byte further; when it has tried every
-        # place, no longer match of an earlier star can help.
-        if retry_p < 0 or retry_s + 1 >= slen:
-            return False
-        retry_s += 1
-        p, s, depth = retry_p, retry_s, retry_depth
-
-
-def _match_class(pattern: bytes, p: int, c: int) -> tuple[int, bool]:
-    """Match byte ``c`` against the class that starts at ``p`` (after the
-    ``[``): where the class ends (its ``]``) and whether ``c`` is in it."""
-    plen = len(pattern)
-    negate = p < plen and pattern[p] == _CARET
-    if negate:
-        p += 1
-    found = False
-    while True:
-        if p + 1 < plen and pattern[p] == _BACKSLASH:
-            p += 1
-            found |= pattern[p] == c
-        elif p < plen and pattern[p] == _CLOSE:
-            break
-        elif p >= plen:  # unclosed: the class ends with the pattern
-            p -= 1
-            break
-        elif plen - p >= 3 and pattern[p + 1] == _DASH:
-            low, high = sorted((pattern[p], pattern[p + 2]))
-            p += 2
-            found |= low <= c <= high
-        else:
-            found |= pattern[p] == c
-        p += 1
-    return p, found != negate
 
 
 # ------------------------------------------------------------ keys
@@ -238,7 +114,7 @@ _POSITIONS = 2**64
 @command("scan", arity=-2, flags="readonly", keys=(0, 0, 0))
 def scan(client: Client, argv: Argv) -> Reply:
     """Iterate over the keys: [next cursor, keys]; cursor 0 starts and ends."""
-    cursor = _parse_cursor(argv[1])
+    cursor = parse_cursor(argv[1])
     if cursor is None:
         return Err(b"ERR invalid cursor")
     count, pattern, want_list = 10, None, True
@@ -247,11 +123,11 @@ def scan(client: Client, argv: Argv) -> Reply:
         option = argv[i].lower()
         more = i + 1 < len(argv)
         if option == b"count" and more:
-            value = parse_int(argv[i + 1])
-            if value is None:
-                return NOT_INTEGER
+            value = parse_long(argv[i + 1])
+            if isinstance(value, Err):
+                return value
             if value < 1:
-                return SYNTAX
+                return SYNTAX_ERROR
             count = value
         elif option == b"match" and more:
             pattern = None if argv[i + 1] == b"*" else argv[i + 1]
@@ -263,7 +139,7 @@ def scan(client: Client, argv: Argv) -> Reply:
         elif option == b"novalues":
             return Err(b"ERR NOVALUES option can only be used in HSCAN")
         else:
-            return SYNTAX
+            return SYNTAX_ERROR
         i += 2
     batch, cursor = _scan_batch(client, cursor, count)
     db = client.db
@@ -351,17 +227,17 @@ def _expire(client: Client, argv: Argv, *, unit: int, relative: bool) -> Reply:
         )
     if gt and lt:
         return Err(b"ERR GT and LT options at the same time are not compatible")
-    when = parse_int(argv[2])
-    if when is None:
-        return NOT_INTEGER
+    when = parse_long(argv[2])
+    if isinstance(when, Err):
+        return when
     now = client.state.milliseconds()
     base = now if relative else 0
     # Redis refuses what would overflow its signed 64-bit milliseconds.
     invalid = Err(b"ERR invalid expire time in '%s' command" % argv[0].lower())
-    if unit == 1000 and not _LLONG_MIN_SECONDS <= when <= _LLONG_MAX // 1000:
+    if unit == 1000 and not _LLONG_MIN_SECONDS <= when <= LONG_MAX // 1000:
         return invalid
     when *= unit
-    if when > _LLONG_MAX - base:
+    if when > LONG_MAX - base:
         return invalid
     when += base
     db = client.db
@@ -469,7 +345,7 @@ def dbsize(client: Client, argv: Argv) -> Reply:
 def _flush_mode(argv: Argv) -> Err | None:
     if len(argv) == 1 or (len(argv) == 2 and argv[1].lower() in (b"sync", b"async")):
         return None
-    return SYNTAX
+    return SYNTAX_ERROR
 
 
 @command("flushdb", arity=-1, flags="write", keys=(0, 0, 0))
@@ -478,7 +354,7 @@ def flushdb(client: Client, argv: Argv) -> Reply:
     error = _flush_mode(argv)
     if error is not None:
         return error
-    touch_replaced(client.state, client.db_index, None)
+    client.state.touch_db(client.db_index)
     client.db.clear()
     client.propagate([b"FLUSHDB"])
     return OK
@@ -492,30 +368,17 @@ def flushall(client: Client, argv: Argv) -> Reply:
         return error
     state = client.state
     for index, db in enumerate(state.dbs):
-        touch_replaced(state, index, None)
+        state.touch_db(index)
         db.clear()
     client.propagate([b"FLUSHALL"])
     return OK
-
-
-def _db_index(arg: bytes, error: Err | None) -> int | Err:
-    """getIntFromObjectOrReply: an int, or ``error`` (Redis's own if None)."""
-    value = parse_int(arg)
-    if value is None:
-        return error or NOT_INTEGER
-    if not _INT_MIN <= value <= _INT_MAX:
-        return error or Err(
-            b"ERR value is out of range, value must between %d and %d"
-            % (_INT_MIN, _INT_MAX)
-        )
-    return value
 
 
 @command("select", arity=2, flags="loading fast", keys=(0, 0, 0))
 def select(client: Client, argv: Argv) -> Reply:
     """Use database 0 to 15 on this connection (not logged: the log's
     writer notes the database of each command it is given)."""
-    index = _db_index(argv[1], None)
+    index = parse_long(argv[1], INT_MIN, INT_MAX)
     if isinstance(index, Err):
         return index
     if not 0 <= index < DATABASES:
@@ -527,10 +390,10 @@ def select(client: Client, argv: Argv) -> Reply:
 @command("swapdb", arity=3, flags="write fast", keys=(0, 0, 0))
 def swapdb(client: Client, argv: Argv) -> Reply:
     """Swap two databases' data: their clients see the other's keys."""
-    first = _db_index(argv[1], Err(b"ERR invalid first DB index"))
+    first = parse_long(argv[1], INT_MIN, INT_MAX, b"invalid first DB index")
     if isinstance(first, Err):
         return first
-    second = _db_index(argv[2], Err(b"ERR invalid second DB index"))
+    second = parse_long(argv[2], INT_MIN, INT_MAX, b"invalid second DB index")
     if isinstance(second, Err):
         return second
     if not (0 <= first < DATABASES and 0 <= second < DATABASES):
@@ -539,8 +402,8 @@ def swapdb(client: Client, argv: Argv) -> Reply:
         return OK
     state = client.state
     one, other = state.dbs[first], state.dbs[second]
-    touch_replaced(state, first, other)
-    touch_replaced(state, second, one)
+    state.touch_db(first, other)
+    state.touch_db(second, one)
     one.lists, other.lists = other.lists, one.lists
     one.expires, other.expires = other.expires, one.expires
     # A client blocked on a key that now holds a list may be served. Which
@@ -549,18 +412,3 @@ def swapdb(client: Client, argv: Argv) -> Reply:
     state.ready.update((second, key) for key in other.lists)
     client.propagate([b"SWAPDB", b"%d" % first, b"%d" % second])
     return OK
-
-
-def touch_replaced(state: State, index: int, replaced_with: Database | None) -> None:
-    """Database ``index`` is emptied (FLUSHDB) or gets ``replaced_with``'s
-    data (SWAPDB): its watched keys that exist in either have changed, as
-    Redis's touchAllWatchedKeysInDb decides (a key watched while missing or
-    expired, and still missing, has not)."""
-    emptied = state.dbs[index]
-    for (db, key), clients in state.watchers.items():
-        if db == index and (
-            emptied.get(key) is not None
-            or (replaced_with is not None and replaced_with.get(key) is not None)
-        ):
-            for client in clients:
-                client.dirty = True

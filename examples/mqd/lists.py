@@ -16,96 +16,21 @@ non-blocking form would (BLPOP served is logged as ``LPOP key``, BLMOVE as
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Callable, Iterable
-from decimal import ROUND_CEILING, Decimal
 
+from mqd.args import LONG_MAX, SYNTAX_ERROR, parse_count, parse_long, parse_timeout
 from mqd.keyspace import List
 from mqd.replies import NULL_ARRAY, OK, Err, Reply
 from mqd.table import Argv, Block, Client, command, wrong_arity
 
 __all__: list[str] = []  # nothing to import: the commands register themselves
 
-LONG_MAX = 2**63 - 1  # C's long on the 64-bit machines Redis runs on
-LONG_MIN = -(2**63)
-
-SYNTAX_ERROR = Err(b"ERR syntax error")
 RANK_ZERO = Err(
     b"ERR RANK can't be zero: use 1 to start from the first match, "
     b"2 from the second ... or use negative to start from the end of the list"
 )
 
 # ------------------------------------------------------------ arguments
-
-# string2ll() in src/util.c: no sign but '-', no leading zeros, no spaces.
-_INTEGER = re.compile(rb"0|-?[1-9][0-9]*")
-
-
-def _long(
-    arg: bytes, low: int = LONG_MIN, high: int = LONG_MAX, message: bytes = b""
-) -> int | Err:
-    """``arg`` as Redis's getRangeLongFromObjectOrReply() reads it.
-
-    A ``message`` replaces both of Redis's own texts, as in Redis: LPOP's
-    count gives "must be positive" even for "abc".
-    """
-    # LONG_STR_SIZE: also spares int() a number of thousands of digits.
-    if len(arg) < 21 and _INTEGER.fullmatch(arg):
-        value = int(arg)
-        if low <= value <= high:
-            return value
-        if LONG_MIN <= value <= LONG_MAX:
-            between = b"value is out of range, value must between %d and %d"
-            return Err(b"ERR " + (message or between % (low, high)))
-    return Err(b"ERR " + (message or b"value is not an integer or out of range"))
-
-
-def _count(
-    arg: bytes, message: bytes = b"value is out of range, must be positive"
-) -> int | Err:
-    """A count of 0 or more (getPositiveLongFromObjectOrReply)."""
-    return _long(arg, 0, LONG_MAX, message)
-
-
-# What strtold() reads whole (string2ld() in src/util.c): decimal or hex,
-# or inf; NaN is refused after parsing, so it is not in here.
-_FLOAT = re.compile(
-    rb"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
-    rb"|(0[xX])(?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?[0-9]+)?"
-    rb"|(?i:inf(?:inity)?))"
-)
-_MAX_FLOAT_CHARS = 5 * 1024  # MAX_LONG_DOUBLE_CHARS
-_MAX_SECONDS = Decimal(LONG_MAX) / 1000  # exact: 19 digits
-_MILLISECOND = Decimal("0.001")
-
-
-def _timeout(client: Client, arg: bytes) -> float | Err:
-    """A blocking timeout in seconds, 0 for ever, as src/timeout.c reads it.
-
-    Seconds with decimals, rounded up to the millisecond (so -0.0001 is 0,
-    for ever, as in Redis); the deadline must fit in a signed 64-bit count
-    of milliseconds. Decimal keeps "0.001" and "1e-400" exact, as Redis's
-    long double does where a float would round or underflow.
-    """
-    found = _FLOAT.fullmatch(arg) if len(arg) < _MAX_FLOAT_CHARS else None
-    if found is None:
-        return Err(b"ERR timeout is not a float or out of range")
-    text = arg.decode("ascii")
-    if found.group(1):
-        try:
-            seconds = Decimal(float.fromhex(text))
-        except OverflowError:  # past a double, far past any deadline
-            seconds = Decimal("-inf" if text.startswith("-") else "inf")
-    else:
-        seconds = Decimal(text)
-    if seconds > _MAX_SECONDS:
-        return Err(b"ERR timeout is out of range")
-    if seconds <= -_MILLISECOND:
-        return Err(b"ERR timeout is negative")
-    milliseconds = int(seconds.quantize(_MILLISECOND, rounding=ROUND_CEILING) * 1000)
-    if milliseconds > LONG_MAX - client.state.milliseconds():
-        return Err(b"ERR timeout is out of range")
-    return milliseconds / 1000
 
 
 def _left(arg: bytes) -> bool | Err:
@@ -179,20 +104,28 @@ def _move(
 
 
 def _wait(
-    keys: Iterable[bytes], timeout: float, attempt: Callable[[], Reply | None]
+    keys: Iterable[bytes],
+    timeout: float,
+    attempt: Callable[[], Reply | None],
+    *,
+    moves: bool = False,
 ) -> Reply | Block:
     """Try now; if nothing is there, block on ``keys`` with the same try.
 
     Each key once, as Redis's blockForKeys() skips repeats (BLPOP k k 0).
     On timeout the null array, which Redis gives every blocked list command
     (replyToBlockedClientTimedOut() in src/blocked.c), BLMOVE's too: ``*-1``
-    in RESP2. Inside MULTI Redis's BLMOVE and BRPOPLPUSH give ``$-1``
-    instead; a Block has one reply for both cases, so they give ``*-1``.
+    in RESP2. Inside MULTI, where no client blocks, the pops give the null
+    array too, but BLMOVE and BRPOPLPUSH (``moves``) give the null bulk
+    string, ``$-1`` (addReplyNull in blmoveGenericCommand, src/t_list.c).
     """
     reply = attempt()
     if reply is not None:
         return reply
-    return Block(list(dict.fromkeys(keys)), timeout, attempt, NULL_ARRAY)
+    once = list(dict.fromkeys(keys))
+    if moves:
+        return Block(once, timeout, attempt, NULL_ARRAY, denied_reply=None)
+    return Block(once, timeout, attempt, NULL_ARRAY)
 
 
 # ------------------------------------------------------------ pushes
@@ -266,7 +199,7 @@ def lindex(client: Client, argv: Argv) -> Reply:
     value = client.db.get(argv[1])
     if value is None:
         return None
-    index = _long(argv[2])
+    index = parse_long(argv[2])
     if isinstance(index, Err):
         return index
     return value[index] if -len(value) <= index < len(value) else None
@@ -275,7 +208,7 @@ def lindex(client: Client, argv: Argv) -> Reply:
 @command("lrange", arity=4, flags="readonly")
 def lrange(client: Client, argv: Argv) -> Reply:
     """Returns a range of elements from a list, both ends inclusive."""
-    start, end = _long(argv[2]), _long(argv[3])
+    start, end = parse_long(argv[2]), parse_long(argv[3])
     if isinstance(start, Err):
         return start
     if isinstance(end, Err):
@@ -304,11 +237,11 @@ def lpos(client: Client, argv: Argv) -> Reply:
         if arg is None or name not in settings:
             return SYNTAX_ERROR
         if name == b"rank":
-            parsed = _long(arg, -LONG_MAX, LONG_MAX)
+            parsed = parse_long(arg, -LONG_MAX, LONG_MAX)
             if parsed == 0:
                 return RANK_ZERO
         else:  # "COUNT can't be negative", even for "abc", as in Redis
-            parsed = _count(arg, b"%s can't be negative" % name.upper())
+            parsed = parse_count(arg, b"%s can't be negative" % name.upper())
         if isinstance(parsed, Err):
             return parsed
         settings[name] = parsed
@@ -354,7 +287,7 @@ def lset(client: Client, argv: Argv) -> Reply:
     value = client.db.get(argv[1])
     if value is None:
         return Err(b"ERR no such key")
-    index = _long(argv[2])
+    index = parse_long(argv[2])
     if isinstance(index, Err):
         return index
     if not -len(value) <= index < len(value):
@@ -372,7 +305,7 @@ def lrem(client: Client, argv: Argv) -> Reply:
     count > 0: the first count matches from the head; < 0: from the tail;
     0: all of them.
     """
-    count = _long(argv[2], -LONG_MAX, LONG_MAX)
+    count = parse_long(argv[2], -LONG_MAX, LONG_MAX)
     if isinstance(count, Err):
         return count
     key, element = argv[1], argv[3]
@@ -401,7 +334,7 @@ def lrem(client: Client, argv: Argv) -> Reply:
 @command("ltrim", arity=4, flags="write")
 def ltrim(client: Client, argv: Argv) -> Reply:
     """Removes elements from both ends a list, keeping start to stop."""
-    start, end = _long(argv[2]), _long(argv[3])
+    start, end = parse_long(argv[2]), parse_long(argv[3])
     if isinstance(start, Err):
         return start
     if isinstance(end, Err):
@@ -431,7 +364,7 @@ def _pop_command(client: Client, argv: Argv, left: bool) -> Reply:
     """LPOP/RPOP key [count]: an element, or an array with a count."""
     if len(argv) > 3:
         return wrong_arity("lpop" if left else "rpop")
-    count = _count(argv[2]) if len(argv) == 3 else None
+    count = parse_count(argv[2]) if len(argv) == 3 else None
     if isinstance(count, Err):
         return count
     key = argv[1]
@@ -463,7 +396,9 @@ def rpop(client: Client, argv: Argv) -> Reply:
 
 def _mpop_args(argv: Argv, numkeys_at: int) -> tuple[Argv, bool, int] | Err:
     """LMPOP's numkeys key... LEFT|RIGHT [COUNT n]: keys, left, count."""
-    numkeys = _long(argv[numkeys_at], 1, LONG_MAX, b"numkeys should be greater than 0")
+    numkeys = parse_long(
+        argv[numkeys_at], 1, LONG_MAX, b"numkeys should be greater than 0"
+    )
     if isinstance(numkeys, Err):
         return numkeys
     where_at = numkeys_at + numkeys + 1
@@ -478,7 +413,7 @@ def _mpop_args(argv: Argv, numkeys_at: int) -> tuple[Argv, bool, int] | Err:
         return argv[numkeys_at + 1 : where_at], left, 1
     if len(rest) != 2 or rest[0].lower() != b"count":
         return SYNTAX_ERROR
-    count = _long(rest[1], 1, LONG_MAX, b"count should be greater than 0")
+    count = parse_long(rest[1], 1, LONG_MAX, b"count should be greater than 0")
     if isinstance(count, Err):
         return count
     return argv[numkeys_at + 1 : where_at], left, count
@@ -543,7 +478,7 @@ def rpoplpush(client: Client, argv: Argv) -> Reply:
 
 def _bpop(client: Client, keys: Argv, timeout_arg: bytes, left: bool) -> Reply | Block:
     """BLPOP/BRPOP: [key, element] from the first key with a list."""
-    timeout = _timeout(client, timeout_arg)
+    timeout = parse_timeout(timeout_arg, client.state.milliseconds())
     if isinstance(timeout, Err):
         return timeout
     pop = b"LPOP" if left else b"RPOP"
@@ -592,7 +527,7 @@ def _bmove(
             client.propagate(logged)
         return element
 
-    return _wait([argv[1]], timeout, attempt)
+    return _wait([argv[1]], timeout, attempt, moves=True)
 
 
 @command("blmove", arity=6, flags="write blocking", keys=(1, 2, 1))
@@ -607,7 +542,7 @@ def blmove(client: Client, argv: Argv) -> Reply | Block:
         return left_from
     if isinstance(left_to, Err):
         return left_to
-    timeout = _timeout(client, argv[5])
+    timeout = parse_timeout(argv[5], client.state.milliseconds())
     if isinstance(timeout, Err):
         return timeout
     logged = [b"LMOVE", *argv[1:5]]
@@ -620,7 +555,7 @@ def brpoplpush(client: Client, argv: Argv) -> Reply | Block:
 
     BRPOPLPUSH source destination timeout; logged as RPOPLPUSH, as Redis.
     """
-    timeout = _timeout(client, argv[3])
+    timeout = parse_timeout(argv[3], client.state.milliseconds())
     if isinstance(timeout, Err):
         return timeout
     logged = [b"RPOPLPUSH", argv[1], argv[2]]
@@ -638,7 +573,7 @@ def blmpop(client: Client, argv: Argv) -> Reply | Block:
     parsed = _mpop_args(argv, 2)
     if isinstance(parsed, Err):
         return parsed
-    timeout = _timeout(client, argv[1])
+    timeout = parse_timeout(argv[1], client.state.milliseconds())
     if isinstance(timeout, Err):
         return timeout
     keys, left, count = parsed

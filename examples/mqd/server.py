@@ -101,10 +101,10 @@ class Session(aiosock.Protocol[Argv]):
         self.commands += 1
         client = self.client
         result = execute(client, argv)
-        if type(result) is Block:
+        if isinstance(result, Block):
             self.daemon.park(self, result)
-        elif result is not commands.NO_REPLY:  # type: ignore[comparison-overlap]
-            data = encode(result, client.resp3)  # type: ignore[arg-type]
+        elif result is not commands.NO_REPLY:
+            data = encode(result, client.resp3)
             if self.held or self.daemon.holding:
                 self.daemon.write(self, data)
             else:
@@ -156,6 +156,9 @@ class Daemon:
         self.state.config[b"maxclients"] = str(config.maxclients).encode()
         self.state.config[b"timeout"] = str(int(config.timeout)).encode()
         self.sessions: set[Session] = set()
+        self.state.blocked_clients = lambda: sum(
+            s.block is not None for s in self.sessions
+        )
         self.blocked: dict[tuple[int, bytes], collections.deque[Session]] = {}
         self.log: aof.AppendOnlyLog | None = None
         # Whether replies go through write() (there is a log to commit
@@ -199,6 +202,8 @@ class Daemon:
             limits=limits,
             unix_mode=config.unix_mode,
         )
+        tcp = [a for a in self._server.addresses if isinstance(a, aiosock.TCPAddress)]
+        self.state.config[b"port"] = b"%d" % (tcp[0].port if tcp else 0)
         loop = asyncio.get_running_loop()
         self._cron = loop.call_later(_CRON_INTERVAL, self._tick)
 

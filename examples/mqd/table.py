@@ -19,7 +19,8 @@ clients blocked on the key get a chance) and ``client.propagate(argv)``
 the same data; BLPOP served later is logged as the LPOP it was). A
 blocking command that finds nothing returns a :class:`Block`; the server
 parks the client and calls ``Block.retry`` in FIFO order as the keys are
-pushed to.
+pushed to. A command that pushed all its replies (SUBSCRIBE) returns
+:data:`NO_REPLY`: the server writes nothing more for it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import enum
 import itertools
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -37,14 +38,17 @@ from mqd.replies import NULL_ARRAY, QUEUED, Err, Push, Reply
 
 __all__ = [
     "COMMANDS",
+    "NO_REPLY",
     "Argv",
     "Block",
     "Client",
     "Flag",
+    "NoReply",
     "Spec",
     "State",
     "command",
     "execute",
+    "make_spec",
     "run_queued",
 ]
 
@@ -73,7 +77,7 @@ class Spec:
     name: str
     arity: int
     flags: Flag
-    run: Callable[[Client, Argv], Reply | Block]
+    run: Callable[[Client, Argv], Reply | Block | NoReply]
     summary: str
     first_key: int = 1
     last_key: int = 1
@@ -114,16 +118,33 @@ def command(
     """
 
     def register(run: Callable[[Client, Argv], Any]) -> Callable[[Client, Argv], Any]:
-        value = Flag.NONE
-        for word in flags.split():
-            value |= Flag[word.upper()]
-        summary = (run.__doc__ or "").strip().split("\n")[0]
-        spec = Spec(name, arity, value, run, summary, *keys)
         assert name.encode() not in COMMANDS, f"{name} registered twice"
-        COMMANDS[name.encode()] = spec
+        COMMANDS[name.encode()] = make_spec(name, arity, flags, run, keys=keys)
         return run
 
     return register
+
+
+def make_spec(
+    name: str,
+    arity: int,
+    flags: str,
+    run: Callable[[Client, Argv], Any],
+    *,
+    keys: tuple[int, int, int],
+) -> Spec:
+    """The Spec a registration describes (:func:`command`, and
+    :func:`mqd.subcommands.subcommand`): ``flags`` named as there, the
+    summary the first line of ``run``'s docstring."""
+    value = Flag.NONE
+    for word in flags.split():
+        value |= Flag[word.upper()]
+    summary = (run.__doc__ or "").strip().split("\n")[0]
+    return Spec(name, arity, value, run, summary, *keys)
+
+
+class _Default(enum.Enum):
+    AS_TIMEOUT = "as timeout_reply"
 
 
 @attrs.define
@@ -133,14 +154,32 @@ class Block:
     ``retry`` is called when one of the keys was pushed to, in the order
     clients blocked; it returns the reply, or None to go on waiting.
     ``timeout`` is in seconds, 0 for ever; at the deadline the client gets
-    ``timeout_reply``. Inside MULTI the server gives ``timeout_reply`` at
-    once, as Redis does.
+    ``timeout_reply``. Where the client may not block (a command EXEC
+    runs) it gets ``denied_reply`` at once, ``timeout_reply`` unless set:
+    Redis's BLMOVE and BRPOPLPUSH answer the null bulk string there, though
+    they time out with the null array.
     """
 
     keys: list[bytes]
     timeout: float
     retry: Callable[[], Reply | None]
     timeout_reply: Reply = NULL_ARRAY
+    denied_reply: Reply | _Default = _Default.AS_TIMEOUT
+
+
+class NoReply(enum.Enum):
+    """The command's replies were all pushed (SUBSCRIBE and its kin send one
+    message per channel through ``client.push``): the server writes nothing
+    more for it. Inside EXEC those messages take the place of its reply.
+
+    An enum of one member so that ``result is not NO_REPLY`` narrows the
+    type for mypy, as no comparison with a plain instance does.
+    """
+
+    NO_REPLY = "no reply"
+
+
+NO_REPLY: Final = NoReply.NO_REPLY
 
 
 class State:
@@ -166,14 +205,19 @@ class State:
         self.ready: set[tuple[int, bytes]] = set()
         # The append-only log's append(db, argv), when there is a log.
         self.log: Callable[[int, Argv], None] | None = None
-        # CONFIG GET answers from here (redis-benchmark asks at start).
+        # CONFIG GET answers from here (redis-benchmark asks at start), and
+        # INFO. The server sets "port" to the TCP port it listens on; "0"
+        # is Redis's own for none.
         self.config: dict[bytes, bytes] = {
             b"save": b"",
             b"appendonly": b"no",
             b"databases": str(DATABASES).encode(),
             b"maxclients": b"10000",
             b"timeout": b"0",
+            b"port": b"0",
         }
+        # INFO's blocked_clients: the server, which parks them, sets this.
+        self.blocked_clients: Callable[[], int] = lambda: 0
         self.started = clock()
         # While the log is replayed time stands still, as in Redis: no key
         # expires half way through, and a deadline in the past is kept
@@ -203,32 +247,63 @@ class State:
         """Forget ``client``: its subscriptions and watches go with it."""
         self.clients.pop(client.id, None)
         client.unwatch()
-        for channel in client.channels:
-            _leave(self.channels, channel, client)
-        for pattern in client.patterns:
-            _leave(self.patterns, pattern, client)
-        client.channels.clear()
-        client.patterns.clear()
+        self.unsubscribe_all(client)
+
+    def subscribe(self, client: Client, name: bytes, *, pattern: bool = False) -> None:
+        """``client`` hears the channel (or with ``pattern``, the pattern)
+        ``name``; a second time changes nothing."""
+        mine, registry = self._subscriptions(client, pattern)
+        mine.add(name)
+        registry.setdefault(name, set()).add(client)
+
+    def unsubscribe(
+        self, client: Client, name: bytes, *, pattern: bool = False
+    ) -> None:
+        """``client`` no longer hears channel (or pattern) ``name``. A name
+        nobody hears is dropped, so that such names do not pile up."""
+        mine, registry = self._subscriptions(client, pattern)
+        mine.discard(name)
+        members = registry.get(name)
+        if members is not None:
+            members.discard(client)
+            if not members:
+                del registry[name]
+
+    def unsubscribe_all(self, client: Client) -> None:
+        """``client`` leaves every channel and pattern, telling no one
+        (RESET, disconnect)."""
+        for channel in list(client.channels):
+            self.unsubscribe(client, channel)
+        for pattern in list(client.patterns):
+            self.unsubscribe(client, pattern, pattern=True)
+
+    def _subscriptions(
+        self, client: Client, pattern: bool
+    ) -> tuple[set[bytes], dict[bytes, set[Client]]]:
+        """The client's names and the registry of who hears each."""
+        if pattern:
+            return client.patterns, self.patterns
+        return client.channels, self.channels
 
     def touch(self, db: int, key: bytes) -> None:
         """``key`` of ``db`` changed: WATCHers fail their EXEC."""
         for client in self.watchers.get((db, key), ()):
             client.dirty = True
 
-    def touch_db(self, db: int) -> None:
-        """Every key of ``db`` changed (FLUSHDB, SWAPDB)."""
-        for (index, _), clients in self.watchers.items():
-            if index == db:
+    def touch_db(self, index: int, replaced_with: Database | None = None) -> None:
+        """Database ``index`` is emptied (FLUSHDB, FLUSHALL) or is about to
+        get ``replaced_with``'s data (SWAPDB): its watched keys that exist in
+        either have changed, as Redis's touchAllWatchedKeysInDb (src/db.c)
+        decides; a key watched while missing or expired, and still missing,
+        has not. Call it before the data changes."""
+        emptied = self.dbs[index]
+        for (db, key), clients in self.watchers.items():
+            if db == index and (
+                emptied.get(key) is not None
+                or (replaced_with is not None and replaced_with.get(key) is not None)
+            ):
                 for client in clients:
                     client.dirty = True
-
-
-def _leave(registry: dict[bytes, set[Client]], name: bytes, client: Client) -> None:
-    members = registry.get(name)
-    if members is not None:
-        members.discard(client)
-        if not members:
-            del registry[name]
 
 
 @attrs.define(eq=False)
@@ -277,6 +352,13 @@ class Client:
         log = self.state.log
         if log is not None:
             log(self.db_index, argv)
+
+    def discard_transaction(self) -> None:
+        """Leave MULTI, forgetting the queue, its errors and every watch
+        (EXEC, DISCARD, RESET: Redis's discardTransaction)."""
+        self.multi = None
+        self.multi_failed = False
+        self.unwatch()
 
     def unwatch(self) -> None:
         for watched in self.watched:
@@ -360,7 +442,7 @@ def check(client: Client, argv: Argv) -> Spec | Err:
     return spec
 
 
-def execute(client: Client, argv: Argv) -> Reply | Block:
+def execute(client: Client, argv: Argv) -> Reply | Block | NoReply:
     """Run one command for ``client``, with Redis's rules around it.
 
     This runs once per command: the rules are ordered so that a client
@@ -371,7 +453,7 @@ def execute(client: Client, argv: Argv) -> Reply | Block:
     if type(checked) is Err:
         if client.multi is not None:
             client.multi_failed = True
-        return checked
+        return _rejected(client, argv, checked)
     assert type(checked) is Spec
     spec = checked
     client.last_command = spec.bname
@@ -380,9 +462,13 @@ def execute(client: Client, argv: Argv) -> Reply | Block:
         and not client.resp3
         and spec.bname not in _ALLOWED_SUBSCRIBED
     ):
-        return Err(
-            b"ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / "
-            b"PING / QUIT / RESET are allowed in this context" % spec.bname
+        return _rejected(
+            client,
+            argv,
+            Err(
+                b"ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / "
+                b"PING / QUIT / RESET are allowed in this context" % spec.bname
+            ),
         )
     if client.multi is not None and not spec.nomulti:
         client.multi.append(argv)
@@ -390,13 +476,28 @@ def execute(client: Client, argv: Argv) -> Reply | Block:
     return spec.run(client, argv)
 
 
-def run_queued(client: Client, argv: Argv) -> Reply:
+def _rejected(client: Client, argv: Argv, error: Err) -> Err:
+    """``error``, unless the command refused was EXEC: then, as Redis's
+    rejectCommand does, the transaction is discarded and says why."""
+    if argv[0].lower() != b"exec":
+        return error
+    client.discard_transaction()
+    reason = error.text.removeprefix(b"ERR ")
+    return Err(b"EXECABORT Transaction discarded because of: " + reason)
+
+
+def run_queued(client: Client, argv: Argv) -> Reply | NoReply:
     """Run a command EXEC took from the queue (checked when it was queued).
 
-    A blocking command acts as if its timeout ran out at once, as in Redis.
+    A blocking command that finds nothing answers its ``denied_reply`` at
+    once, as in Redis.
     """
     spec = lookup(argv[0])
     assert spec is not None  # checked when it was queued
     client.state.commands_processed += 1
     result = spec.run(client, argv)
-    return result.timeout_reply if isinstance(result, Block) else result
+    if not isinstance(result, Block):
+        return result
+    if result.denied_reply is _Default.AS_TIMEOUT:
+        return result.timeout_reply
+    return result.denied_reply

@@ -4,8 +4,10 @@ Inside MULTI, :func:`mqd.table.execute` queues every command but those
 flagged ``nomulti``: MULTI, EXEC, DISCARD and WATCH, as in Redis (UNWATCH
 is queued). A command refused while queueing (unknown, wrong arity) makes
 EXEC answer EXECABORT; a WATCHed key that changed makes it answer the null
-array; otherwise EXEC runs the queue, a blocking command giving its timeout
-reply at once, and answers the list of replies, errors among them.
+array; otherwise EXEC runs the queue, a blocking command that finds
+nothing answering its ``Block.denied_reply`` at once, and answers the list
+of replies, errors among them; a queued SUBSCRIBE contributes the messages
+it pushed, as in Redis.
 
 A watched key that expires before EXEC has changed, as in Redis. The
 keyspace deletes expired keys without telling the watchers, so WATCH notes
@@ -27,7 +29,7 @@ import weakref
 from collections.abc import Iterator
 
 from mqd.replies import NULL_ARRAY, OK, Err, Reply
-from mqd.table import Argv, Client, State, command, run_queued
+from mqd.table import NO_REPLY, Argv, Client, State, command, run_queued
 
 __all__ = ["EXECABORT"]
 
@@ -62,8 +64,11 @@ def exec_(client: Client, argv: Argv) -> Reply:
         return EXECABORT
     if changed:
         return NULL_ARRAY
+    replies: list[Reply] = []
     with _logged_as_one(client.state):
-        return [run_queued(client, queued_argv) for queued_argv in queued]
+        for queued_argv in queued:
+            replies += _run(client, queued_argv)
+    return replies
 
 
 @command("discard", arity=1, flags="nomulti loading fast", keys=(0, 0, 0))
@@ -105,11 +110,35 @@ def unwatch(client: Client, argv: Argv) -> Reply:
     return OK
 
 
+def _run(client: Client, argv: Argv) -> list[Reply]:
+    """Run one queued command: its reply, or, for SUBSCRIBE and its kin,
+    the messages it pushed, which Redis writes into EXEC's array in place
+    of a reply (pubsub.tcl, "unsubscribe inside multi").
+
+    A (un)subscribe of several channels gives one element each, so EXEC's
+    array is longer than the queue; Redis writes the same elements but
+    counts only the queue (redis/redis#12207), which breaks its framing.
+    What another command pushes to this client (PUBLISH to itself) goes
+    out of band at once, so before EXEC's reply, where Redis holds it
+    until after (server.pending_push_messages).
+    """
+    pushed: list[Reply] = []
+    deliver = client.deliver
+    client.deliver = pushed.append
+    try:
+        reply = run_queued(client, argv)
+    finally:
+        client.deliver = deliver
+    if reply is NO_REPLY:
+        return pushed
+    for message in pushed:
+        deliver(message)
+    return [reply]
+
+
 def _end_transaction(client: Client) -> None:
     """Leave MULTI, forgetting the queue, its errors and every watch."""
-    client.multi = None
-    client.multi_failed = False
-    client.unwatch()
+    client.discard_transaction()
     _deadlines.pop(client, None)
 
 
