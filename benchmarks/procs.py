@@ -10,13 +10,14 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import select
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ ROOT = HERE.parent
 READY_TIMEOUT = 15.0
 STOP_GRACE = 3.0
 PR_SET_PDEATHSIG = 1
+# What the echo servers print once they accept connections.
+READY = re.compile(r"^READY (.*)")
 
 
 def cpus() -> list[int]:
@@ -92,8 +95,17 @@ def build(name: str) -> Path | None:
 class Process:
     """One child process, pinned, whose CPU time can be sampled."""
 
-    def __init__(self, argv: Sequence[str], *, cpu: int | None) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        cpu: int | None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.argv = list(argv)
+        # Bytes read from stdout by wait_ready but not yet looked at: one
+        # read may bring several lines, and select() sees none of them.
+        self.unread = b""
         # A file, not a pipe: a chatty child must never block on a full pipe
         # that nobody reads while it serves.
         self.errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed in stop)
@@ -105,6 +117,7 @@ class Process:
             text=True,
             preexec_fn=lambda: _child_setup(cpu),
             cwd=ROOT,
+            env=env,
         )
         self.pid = self.popen.pid
 
@@ -119,21 +132,37 @@ class Process:
         # Fields 14 and 15 of stat(5), counted after the ")" of the name.
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> str:
-        """Wait for the ``READY <address>`` line; return the address."""
-        assert self.popen.stdout is not None
+    def wait_ready(
+        self, timeout: float = READY_TIMEOUT, *, ready: re.Pattern[str] = READY
+    ) -> str:
+        """Wait for a line of stdout in which ``ready`` finds a match (by
+        default ``READY <address>``); return its first group, or the line
+        where the pattern has none. Lines after it are kept for the next call.
+        """
         deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            ready, _, _ = select.select([self.popen.stdout], [], [], left)
-            if not ready:
-                break
-            line = self.popen.stdout.readline()
-            if not line:  # exited before it was ready
-                break
-            if line.startswith("READY "):
-                return line.split(None, 1)[1].strip()
+        for line in self._lines(deadline):
+            match = ready.search(line)
+            if match:
+                return (match.group(1) if ready.groups else line).strip()
         self.stop()
         raise RuntimeError(f"{' '.join(self.argv)} never became ready: {self.stderr()}")
+
+    def _lines(self, deadline: float) -> Iterator[str]:
+        """Lines of stdout until ``deadline`` or its end; raw reads, so that
+        no buffer hides a line from select()."""
+        assert self.popen.stdout is not None
+        fd = self.popen.stdout.fileno()
+        while True:
+            while b"\n" in self.unread:
+                line, self.unread = self.unread.split(b"\n", 1)
+                yield line.decode(errors="replace")
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return
+            chunk = os.read(fd, 65536)
+            if not chunk:  # exited before it was ready
+                return
+            self.unread += chunk
 
     def stderr(self) -> str:
         """The end of what the process wrote to stderr so far."""
@@ -153,19 +182,30 @@ class Process:
         self.errors.close()
 
 
-def run_loadgen(
-    argv: Sequence[str], *, cpu: int | None, timeout: float
-) -> dict[str, Any]:
-    """Run the load generator to the end and return its JSON object."""
+def run_to_end(argv: Sequence[str], *, cpu: int | None, timeout: float) -> str:
+    """Run a program to its end, pinned; return its stdout.
+
+    Raises RuntimeError, with the end of its stderr, if it exits non-zero
+    or runs past ``timeout`` seconds (it is then stopped).
+    """
+    name = Path(argv[0]).name
     process = Process(argv, cpu=cpu)
     try:
         out, _ = process.popen.communicate(timeout=timeout)
         if process.popen.returncode != 0:
             code = process.popen.returncode
-            raise RuntimeError(f"load generator failed ({code}): {process.stderr()}")
+            raise RuntimeError(f"{name} failed ({code}): {process.stderr()}")
     except subprocess.TimeoutExpired:
-        raise RuntimeError(f"load generator ran past {timeout:.0f} s") from None
+        raise RuntimeError(f"{name} ran past {timeout:.0f} s") from None
     finally:
         process.stop()
+    return out
+
+
+def run_loadgen(
+    argv: Sequence[str], *, cpu: int | None, timeout: float
+) -> dict[str, Any]:
+    """Run the load generator to the end and return its JSON object."""
+    out = run_to_end(argv, cpu=cpu, timeout=timeout)
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 import attrs
 import pytest
 
-from benchmarks import emfile, micro, procs, report, run
+from benchmarks import emfile, micro, mqd, procs, report, run
 from benchmarks.report import C_ROW
 from benchmarks.servers import SERVERS
 
@@ -374,3 +375,128 @@ def test_emfile_floods_every_row_and_leaves_no_server_behind() -> None:
         if row.startswith("| aiosock"):
             assert row.split("|")[8].strip().startswith("yes"), row  # recovered
     assert emfile_children() <= before
+
+
+# ------------------------------------------------- mqd against redis-server
+
+CSV = (
+    '"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",'
+    '"p95_latency_ms","p99_latency_ms","max_latency_ms"\n'
+    '"LPUSH","27285.13","1.675","0.136","1.519","3.111","3.687","7.479"\n'
+)
+
+
+def test_mqd_reads_the_rate_from_redis_benchmarks_csv() -> None:
+    assert mqd.requests_per_second(CSV, "lpush") == 27285.13
+    with pytest.raises(RuntimeError, match="no rpush row"):
+        mqd.requests_per_second(CSV, "rpush")
+    with pytest.raises(RuntimeError, match="too few requests"):
+        mqd.requests_per_second(CSV.replace("27285.13", "inf"), "lpush")
+
+
+def test_mqd_plans_every_table_and_fsync_only_over_tcp() -> None:
+    cells = mqd.plan_cells(mqd.parse_args([]))
+    assert [c.label() for c in cells] == [
+        "tcp -P 1",
+        "tcp -P 16",
+        "unix -P 1",
+        "unix -P 16",
+        "tcp -P 1 appendfsync always",
+        "tcp -P 16 appendfsync always",
+    ]
+    assert [c.requests for c in cells] == [
+        100_000,
+        1_000_000,
+        100_000,
+        1_000_000,
+        50_000,
+        500_000,
+    ]
+    assert cells[-1].tests() == ("lpush", "rpush", "lpop", "rpop")
+    quick = mqd.plan_cells(mqd.parse_args(["--quick", "--transports", "unix"]))
+    assert [(c.label(), c.requests) for c in quick] == [
+        ("unix -P 1", 10_000),
+        ("unix -P 16", 100_000),
+    ]
+
+
+def test_mqd_interleaves_the_servers_and_keeps_the_test_order() -> None:
+    args = mqd.parse_args(["--only", "^(lpush|lpop) tcp -P 1$", "--repeat", "2"])
+    harness = mqd.Harness(mqd.plan_cells(args), args.repeat, args.only, "b")
+    schedule = list(harness.schedule(harness.plan(False)))
+    assert harness.total() == len(schedule) == 2 * 2 * 3
+    assert [test for _, _, test, _ in schedule] == (["lpush"] * 3 + ["lpop"] * 3) * 2
+    firsts = [server for i, (*_, server) in enumerate(schedule) if i % 3 == 0]
+    assert firsts == ["redis-server", "mqd-uvloop", "mqd-uvloop", "mqd-asyncio"]
+    assert harness.plan(True) == []
+
+
+def mqd_run(server: str, test: str, rps: float, **cell: Any) -> dict[str, Any]:
+    shape = mqd.Cell(**{"transport": "tcp", "pipeline": 1, "fsync": False, **cell})
+    return {
+        "server": server,
+        "test": test,
+        "cell": shape.label(),
+        "requests_per_s": rps,
+        "server_cpu_pct": 100.0,
+        "benchmark_cpu_pct": 50.0,
+    }
+
+
+def test_mqd_tables_take_medians_ratios_and_judge_the_goals() -> None:
+    p1 = mqd.Cell(transport="tcp", pipeline=1, fsync=False, requests=100)
+    p16 = mqd.Cell(transport="tcp", pipeline=16, fsync=False, requests=100)
+    runs = [mqd_run("redis-server", "lpush", rps, requests=100) for rps in (9, 10, 11)]
+    runs += [mqd_run("mqd-uvloop", "lpush", rps, requests=100) for rps in (1, 7, 8)]
+    runs += [mqd_run("redis-server", "rpush", 10.0, requests=100)]
+    runs += [mqd_run("mqd-uvloop", "rpush", 3.0, requests=100)]
+    runs += [{**mqd_run("mqd-asyncio", "rpush", 99.0, requests=100), "failed": "x"}]
+    runs += [mqd_run(s, "lpop", 10.0, pipeline=16, requests=100) for s in mqd.SERVERS]
+    text = mqd.tables([p1, p16], runs)
+    assert "| lpush | 10 | 7 | 0.70 | - | - |" in text
+    assert "| rpush | 10 | 3 | 0.30 | - | - |" in text  # the failed run is left out
+    # Goals: the median of 0.70 and 0.30 falls short of 0.6; at -P 16 one test.
+    assert "at -P 1: **missed**, the median ratio over 2 tests is 0.50." in text
+    assert "at -P 16: **met**, the ratio is 1.00." in text
+    assert "redis-server 100% / 50%" in text
+
+
+def redis_processes() -> set[int]:
+    """PIDs of the servers a benchmarks.mqd run starts, alive on this machine."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if b"aiosock-mqdbench-" in (entry / "cmdline").read_bytes():
+                    found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(
+    not (shutil.which("redis-server") and shutil.which("redis-benchmark")),
+    reason="redis-server or redis-benchmark is not installed",
+)
+def test_mqd_smoke_run_measures_every_server_and_leaves_none_behind(
+    tmp_path: Path,
+) -> None:
+    before = redis_processes()
+    argv = [sys.executable, "-m", "benchmarks.mqd", "--repeat", "1"]
+    argv += ["--requests", "1000", "--pipelines", "1", "--transports", "tcp"]
+    argv += ["--output", str(tmp_path)]
+    out = subprocess.run(
+        argv, capture_output=True, text=True, timeout=100, cwd=ROOT, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert "### tcp -P 1 (" in out.stdout
+    assert "### tcp -P 1 appendfsync always (" in out.stdout
+    assert out.stdout.count("Goal: mqd-uvloop at least") == 2
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert not record["failures"]
+    measured = {(r["server"], r["test"], r["fsync"]) for r in record["runs"]}
+    expected = {(s, t, False) for s in mqd.SERVERS for t in mqd.TESTS}
+    expected |= {(s, t, True) for s in mqd.SERVERS for t in mqd.WRITES}
+    assert measured == expected
+    assert all(r["requests_per_s"] > 0 for r in record["runs"])
+    assert (tmp_path / "results.md").read_text().strip() == out.stdout.strip()
+    assert redis_processes() <= before
