@@ -265,6 +265,7 @@ def test_rename_moves_the_list_and_its_ttl(w: World) -> None:
     w.push(b"a", b"1", b"2")
     w.run("PEXPIRE", "a", 5000)
     w.logged.clear()
+    w.state.waiting[(0, b"b")] = "a client blocked on b"
     assert w.run("RENAME", "a", "b") == OK
     assert w.run("EXISTS", "a") == 0
     assert list(w.state.dbs[0].lists[b"b"]) == [b"1", b"2"]
@@ -532,6 +533,7 @@ def test_swapdb_swaps_data_not_clients(w: World) -> None:
     w.logged.clear()
     w.run("SELECT", 1)
     assert w.run("DBSIZE") == 0
+    w.state.waiting[(1, b"swapkey")] = "a client blocked on it"
     assert w.run("SWAPDB", 0, 1) == OK
     assert w.run("DBSIZE") == 1
     assert w.run("PTTL", "swapkey") == 5000

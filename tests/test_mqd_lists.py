@@ -150,6 +150,9 @@ def test_rpush_appends(r: World) -> None:
 
 def test_pushes_mark_the_key_ready_for_blocked_clients(r: World) -> None:
     r("RPUSH", "q", "a")
+    assert r.state.ready == set()  # nobody waits for q: nothing to do
+    r.state.waiting[(0, b"q")] = "a client blocked on q"
+    r("RPUSH", "q", "a")
     assert r.state.ready == {(0, b"q")}
 
 
@@ -530,6 +533,7 @@ def test_lmove(
     r("RPUSH", "src", *"abc")
     r("RPUSH", "dst", *"xy")
     r.log()
+    r.state.waiting[(0, b"dst")] = "a client blocked on dst"
     assert r("LMOVE", "src", "dst", wherefrom, whereto) == moved.encode()
     assert (r.items("src"), r.items("dst")) == (b(*src), b(*dst))
     assert r.log() == [["LMOVE", "src", "dst", wherefrom, whereto]]
@@ -788,6 +792,7 @@ def test_blmove_blocks_on_its_source_only(r: World) -> None:
     r("RPUSH", "src", "a", "b")
     r.log()
     r.state.ready.clear()
+    r.state.waiting[(0, b"dst")] = "a client blocked on dst"
     assert waiting.retry() == b"a"
     assert (r.items("src"), r.items("dst")) == (b("b"), b("x", "a"))
     assert r.log() == [["LMOVE", "src", "dst", "LEFT", "RIGHT"]]

@@ -406,9 +406,9 @@ def swapdb(client: Client, argv: Argv) -> Reply:
     state.touch_db(second, one)
     one.lists, other.lists = other.lists, one.lists
     one.expires, other.expires = other.expires, one.expires
-    # A client blocked on a key that now holds a list may be served. Which
-    # keys have blocked clients is the server's to know: offer them all.
-    state.ready.update((first, key) for key in one.lists)
-    state.ready.update((second, key) for key in other.lists)
+    # A client blocked on a key that now holds a list may be served.
+    for db, key in state.waiting:
+        if (db == first and key in one.lists) or (db == second and key in other.lists):
+            state.ready.add((db, key))
     client.propagate([b"SWAPDB", b"%d" % first, b"%d" % second])
     return OK

@@ -159,7 +159,9 @@ class Daemon:
         self.state.blocked_clients = lambda: sum(
             s.block is not None for s in self.sessions
         )
+        # Who is blocked on which key, in order; the state reads it too.
         self.blocked: dict[tuple[int, bytes], collections.deque[Session]] = {}
+        self.state.waiting = self.blocked
         self.log: aof.AppendOnlyLog | None = None
         # Whether replies go through write() (there is a log to commit
         # first); without one a session writes straight to its transport.

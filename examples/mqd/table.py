@@ -203,6 +203,11 @@ class State:
         self.watchers: dict[tuple[int, bytes], set[Client]] = {}
         # Keys pushed to since the server last served blocked clients.
         self.ready: set[tuple[int, bytes]] = set()
+        # The keys clients are blocked on, with the server's line of them:
+        # kept by the server; a push marks a key ready only if it is here
+        # (Redis's signalKeyAsReady), so a push nobody waits for costs
+        # nothing more.
+        self.waiting: dict[tuple[int, bytes], Any] = {}
         # The append-only log's append(db, argv), when there is a log.
         self.log: Callable[[int, Argv], None] | None = None
         # CONFIG GET answers from here (redis-benchmark asks at start), and
@@ -345,7 +350,9 @@ class Client:
         if self.state.watchers:
             self.state.touch(self.db_index, key)
         if pushed:
-            self.state.ready.add((self.db_index, key))
+            state = self.state
+            if state.waiting and (self.db_index, key) in state.waiting:
+                state.ready.add((self.db_index, key))
 
     def propagate(self, argv: Argv) -> None:
         """Log ``argv`` (the effect of this command) to the append-only log."""
