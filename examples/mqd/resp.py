@@ -378,6 +378,13 @@ class _RespDecoder:
         count = counts.get(parts[0])
         if count is None:
             return 0
+        if complete == 2 * count + 1 and not parts[-1]:
+            # Exactly one command, as a client that waits for each reply
+            # sends it: none of the bookkeeping of a pipeline.
+            args = parts[2:complete:2]
+            if list(map(len, args)) == list(map(sizes.get, parts[1:complete:2])):
+                out.append(args)
+                return len(buf)
         keep = [True] * complete
         # Pipelines often repeat one command: its run is marked at once.
         step = 2 * count + 1
