@@ -284,3 +284,34 @@ async def test_a_restart_after_a_rewrite_gives_back_the_same_data(
             assert 0 < await client.ttl("after") <= 3600
     finally:
         await daemon.aclose()
+
+
+async def test_the_idle_timeout_spares_blocked_clients_and_subscribers(
+    tmp_path: Path,
+) -> None:
+    daemon = await start(tmp_path, timeout=0.2)
+    try:
+        tcp = daemon.addresses[0]
+        assert isinstance(tcp, TCPAddress)
+        idle = await asyncio.open_connection(tcp.host, tcp.port)
+        blocked = await asyncio.open_connection(tcp.host, tcp.port)
+        blocked[1].write(b"*3\r\n$5\r\nBLPOP\r\n$1\r\nq\r\n$1\r\n0\r\n")
+        listener = client_for(daemon, 3).pubsub()
+        await listener.subscribe("news")
+        async with asyncio.timeout(10):
+            assert await idle[0].read(100) == b""  # closed by the timeout
+        # Cut a while ago; the others waited as long and are still here.
+        pusher = client_for(daemon, 2)
+        async with pusher:
+            await pusher.rpush("q", "job")
+            async with asyncio.timeout(10):
+                reply = await blocked[0].readexactly(
+                    len(b"*2\r\n$1\r\nq\r\n$3\r\njob\r\n")
+                )
+            assert reply == b"*2\r\n$1\r\nq\r\n$3\r\njob\r\n"
+            assert await pusher.publish("news", "still there") == 1
+        for _, writer in (idle, blocked):
+            writer.close()
+        await listener.aclose()  # type: ignore[no-untyped-call]
+    finally:
+        await daemon.aclose()

@@ -46,7 +46,10 @@ class Database:
 
     def create(self, key: bytes) -> List:
         """The list at ``key``, made empty if there is none (fill it at once)."""
-        value = self.get(key)
+        # get() inlined: every push comes here.
+        value = self.lists.get(key)
+        if value is not None and key in self.expires:
+            value = self.get(key)
         if value is None:
             value = self.lists[key] = collections.deque()
         return value

@@ -79,7 +79,6 @@ class Session(aiosock.Protocol[Argv]):
         self._timer: asyncio.TimerHandle | None = None
         self._pending: collections.deque[Argv] = collections.deque()
         self.held: list[bytes] = []  # replies waiting for the log's fsync
-        self.commands = 0  # for the idle timeout: did it do anything?
 
     def connection_made(self, transport: Transport[Argv]) -> None:
         self.transport = transport
@@ -98,7 +97,6 @@ class Session(aiosock.Protocol[Argv]):
 
     def run(self, argv: Argv) -> None:
         # Once per command: what the common case reads is kept close.
-        self.commands += 1
         client = self.client
         result = execute(client, argv)
         if isinstance(result, Block):
@@ -413,8 +411,10 @@ class Daemon:
             if session.block is not None or session.client.subscribed:
                 self._idle_since.pop(session, None)
                 continue
-            if self._idle_marks.get(session) != session.commands:
-                self._idle_marks[session] = session.commands
+            # Replies sent: a client that asks nothing gets none.
+            done = session.transport.messages_out
+            if self._idle_marks.get(session) != done:
+                self._idle_marks[session] = done
                 self._idle_since[session] = now
             elif now - self._idle_since[session] >= timeout:
                 logger.debug(
