@@ -500,3 +500,13 @@ def test_mqd_smoke_run_measures_every_server_and_leaves_none_behind(
     assert all(r["requests_per_s"] > 0 for r in record["runs"])
     assert (tmp_path / "results.md").read_text().strip() == out.stdout.strip()
     assert redis_processes() <= before
+
+
+def test_batch_read_measures_each_loop() -> None:
+    argv = [sys.executable, "-m", "benchmarks.batch_read", "--rounds", "20"]
+    out = subprocess.run(
+        argv, capture_output=True, text=True, timeout=60, cwd=ROOT, check=True
+    )
+    lines = out.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == run.loops_available()
+    assert all(float(line.split()[1]) > 0 for line in lines)
