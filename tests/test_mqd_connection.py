@@ -9,47 +9,26 @@ import mqd.connection
 import mqd.pubsub
 import pytest
 from mqd.connection import REDIS_VERSION
-from mqd.replies import OK, Err, Map, Reply, Simple, Verbatim, encode
+from mqd.replies import OK, Err, Simple, encode
 from mqd.table import (
     COMMANDS,
     NO_REPLY,
     NOAUTH,
-    Block,
     Client,
     Flag,
-    NoReply,
     State,
     execute,
 )
+from mqd_support import connect, pairs, run, text
 
 assert mqd.pubsub  # imported for its commands
 
 WRONGPASS = Err(b"WRONGPASS invalid username-password pair or user is disabled.")
 
 
-def connect(state: State | None = None) -> Client:
-    return (state or State()).connect(lambda reply: None, "127.0.0.1:5000")
-
-
-def run(client: Client, *argv: bytes) -> Reply:
-    result = execute(client, list(argv))
-    assert not isinstance(result, Block | NoReply)
-    return result
-
-
 def run_pushed(client: Client, *argv: bytes) -> None:
     """Run a command whose replies are all pushed ((UN)SUBSCRIBE)."""
     assert execute(client, list(argv)) is NO_REPLY
-
-
-def pairs(reply: Reply) -> dict[Reply, Reply]:
-    assert isinstance(reply, Map)
-    return dict(reply.pairs)
-
-
-def text(reply: Reply) -> bytes:
-    assert isinstance(reply, Verbatim)
-    return reply.text
 
 
 # ------------------------------------------------------------ PING, ECHO

@@ -4,30 +4,11 @@ from __future__ import annotations
 
 import mqd.commands  # every family: COMMAND describes them all
 import mqd.introspection
-from mqd.replies import Err, Map, Reply, Set, Simple, Verbatim, encode
-from mqd.table import COMMANDS, Block, Client, Flag, NoReply, Spec, State, execute
+from mqd.replies import Err, Map, Reply, Set, Simple, encode
+from mqd.table import COMMANDS, Client, Flag, Spec, State
+from mqd_support import connect, pairs, run, text
 
 assert mqd.commands
-
-
-def connect(state: State | None = None) -> Client:
-    return (state or State()).connect(lambda reply: None, "127.0.0.1:5000")
-
-
-def run(client: Client, *argv: bytes) -> Reply:
-    result = execute(client, list(argv))
-    assert not isinstance(result, Block | NoReply)
-    return result
-
-
-def pairs(reply: Reply) -> dict[Reply, Reply]:
-    assert isinstance(reply, Map)
-    return dict(reply.pairs)
-
-
-def text(reply: Reply) -> bytes:
-    assert isinstance(reply, Verbatim)
-    return reply.text
 
 
 # ------------------------------------------------------------- CONFIG

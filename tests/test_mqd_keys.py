@@ -11,24 +11,19 @@ import pytest
 # mqd.transactions registers WATCH: to see which keys a command touches.
 from mqd import keys, transactions
 from mqd.replies import OK, Err, Simple, encode
-from mqd.table import Argv, Client, State, execute
+from mqd.table import Client, execute
+from mqd_support import Table
 
 assert keys  # imported to register their commands
 assert transactions
 
 
-class World:
+class World(Table):
     """A State with a clock the test moves and a log it reads."""
 
     def __init__(self) -> None:
-        self.now = 1_000.0  # seconds since the epoch
-        self.state = State(clock=lambda: self.now)
-        self.logged: list[tuple[int, Argv]] = []
-        self.state.log = lambda db, argv: self.logged.append((db, argv))
+        super().__init__()
         self.client = self.connect()
-
-    def connect(self) -> Client:
-        return self.state.connect(lambda reply: None)
 
     def run(self, *args: bytes | str | int, client: Client | None = None) -> Any:
         # Any: a test compares the reply with what Redis answers.

@@ -13,15 +13,14 @@ from hypothesis import strategies as st
 from mqd.replies import NULL_ARRAY, OK, Err, Reply, encode
 from mqd.table import (
     COMMANDS,
-    Argv,
     Block,
     Client,
     Flag,
     NoReply,
-    State,
     execute,
     run_queued,
 )
+from mqd_support import Table
 
 NOT_INTEGER = Err(b"ERR value is not an integer or out of range")
 MUST_BE_POSITIVE = Err(b"ERR value is out of range, must be positive")
@@ -32,18 +31,12 @@ OUT_OF_RANGE = Err(b"ERR timeout is out of range")
 LONG_MIN = b"-9223372036854775808"
 
 
-class World:
+class World(Table):
     """A state with a clock the test moves, a client, and the log."""
 
     def __init__(self) -> None:
-        self.now = 1_000.0
-        self.state = State(clock=lambda: self.now)
-        self.logged: list[tuple[int, Argv]] = []
-        self.state.log = lambda db, argv: self.logged.append((db, argv))
+        super().__init__()
         self.client = self.connect()
-
-    def connect(self) -> Client:
-        return self.state.connect(lambda reply: None)
 
     def run(self, *words: str, client: Client | None = None) -> Reply | Block:
         argv = [word.encode() for word in words]

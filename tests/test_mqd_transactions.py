@@ -12,8 +12,9 @@ import pytest
 # commands to queue.
 from mqd import connection, keys, lists, pubsub
 from mqd.replies import NULL_ARRAY, OK, QUEUED, Err, Push, Reply, Simple, encode
-from mqd.table import Argv, Block, Client, State, execute
+from mqd.table import Block, Client, State, execute
 from mqd.transactions import EXECABORT
+from mqd_support import Table
 
 assert connection  # imported to register their commands
 assert keys
@@ -21,14 +22,11 @@ assert lists
 assert pubsub
 
 
-class World:
+class World(Table):
     """Two clients of one State, a clock the test moves, a log it reads."""
 
     def __init__(self) -> None:
-        self.now = 1_000.0
-        self.state = State(clock=lambda: self.now)
-        self.logged: list[tuple[int, Argv]] = []
-        self.state.log = lambda db, argv: self.logged.append((db, argv))
+        super().__init__()
         self.a = self.state.connect(lambda reply: None)
         self.b = self.state.connect(lambda reply: None)
 
