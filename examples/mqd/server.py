@@ -131,7 +131,9 @@ class Session(aiosock.Protocol[Argv]):
         # them), answers "-ERR Protocol error: ..." and closes.
         text = exc.text if isinstance(exc, ProtocolError) else str(exc).encode()
         self.daemon.write(self, b"-ERR %s\r\n" % text)
-        self.daemon.flush_held(self)
+        # The commands before the fault may have written: their replies
+        # leave only after the log has them, as always; then the close.
+        self.daemon.commit()
         self.transport.close()
         return True
 
